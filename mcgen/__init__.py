@@ -1,0 +1,16 @@
+"""mcgen: multi-component generative modelling with scikit-learn estimators."""
+
+__version__ = "0.1.0"
+
+from mcgen.base import MultiComponentVAE  # noqa: E402
+from mcgen.components import Components  # noqa: E402
+from mcgen.estimators import GMRFMultiComponentVAE  # noqa: E402
+from mcgen.plugins import load_dataset  # noqa: E402
+
+__all__ = [
+    "Components",
+    "GMRFMultiComponentVAE",
+    "MultiComponentVAE",
+    "__version__",
+    "load_dataset",
+]

@@ -1,0 +1,124 @@
+"""Per-component observation models p(x_i | z_i).
+
+A decoder outputs one tensor in the component's shape (the location); the likelihood owns any
+scale parameter, learned per feature when ``learn_scale`` is on.  ``log_prob`` sums over the
+component's features and returns one value per row.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+LIKELIHOODS = ("gaussian", "laplace", "bernoulli")
+
+
+class Likelihood(nn.Module):
+    """Base class: ``log_prob(loc, x) -> (B,)`` and ``mean(loc)``."""
+
+    name = "base"
+
+    def log_prob(self, loc: Tensor, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def mean(self, loc: Tensor) -> Tensor:
+        return loc
+
+    def sample(self, loc: Tensor, generator: torch.Generator | None = None) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+
+class _ScaledLikelihood(Likelihood):
+    def __init__(self, shape: tuple[int, ...], scale: float = 1.0, learn_scale: bool = True,
+                 min_scale: float = 1e-3):
+        super().__init__()
+        self.learn_scale = learn_scale
+        self.min_scale = min_scale
+        init = torch.full(shape, math.log(scale))
+        if learn_scale:
+            self.log_scale = nn.Parameter(init)
+        else:
+            self.register_buffer("log_scale", init)
+
+    @property
+    def scale(self) -> Tensor:
+        # A floor keeps a learned scale from collapsing to zero on (nearly) discrete features.
+        return self.log_scale.exp() + self.min_scale
+
+
+class GaussianLikelihood(_ScaledLikelihood):
+    """``N(x | loc, scale^2)`` with one (learned) scale per feature."""
+
+    name = "gaussian"
+
+    def log_prob(self, loc: Tensor, x: Tensor) -> Tensor:
+        scale = self.scale
+        lp = -0.5 * ((x - loc) / scale).pow(2) - torch.log(scale) - 0.5 * math.log(2 * math.pi)
+        return lp.flatten(1).sum(-1)
+
+    def sample(self, loc: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        noise = torch.randn(loc.shape, dtype=loc.dtype, device=loc.device, generator=generator)
+        return loc + self.scale * noise
+
+
+class LaplaceLikelihood(_ScaledLikelihood):
+    """``Laplace(x | loc, scale)`` with one (learned or fixed) scale per feature."""
+
+    name = "laplace"
+
+    def log_prob(self, loc: Tensor, x: Tensor) -> Tensor:
+        scale = self.scale
+        lp = -(x - loc).abs() / scale - torch.log(2 * scale)
+        return lp.flatten(1).sum(-1)
+
+    def sample(self, loc: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        u = torch.rand(loc.shape, dtype=loc.dtype, device=loc.device, generator=generator) - 0.5
+        return loc - self.scale * u.sign() * torch.log1p(-2 * u.abs())
+
+
+class BernoulliLikelihood(Likelihood):
+    """``Bernoulli(x | sigmoid(logits))``; x may be any value in [0, 1] (continuous Bernoulli
+    without its normaliser, as the multimodal VAE literature uses it)."""
+
+    name = "bernoulli"
+
+    def log_prob(self, loc: Tensor, x: Tensor) -> Tensor:
+        return -F.binary_cross_entropy_with_logits(loc, x, reduction="none").flatten(1).sum(-1)
+
+    def mean(self, loc: Tensor) -> Tensor:
+        return torch.sigmoid(loc)
+
+    def sample(self, loc: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        p = torch.sigmoid(loc)
+        return torch.bernoulli(p, generator=generator)
+
+
+def make_likelihood(spec, shape: tuple[int, ...], component: int) -> Likelihood:
+    """Build a likelihood from a name (``"gaussian"``, ``"laplace"``, ``"bernoulli"``), a dict
+    ``{"name": ..., "scale": ..., "learn_scale": ...}``, or an instance."""
+    if isinstance(spec, Likelihood):
+        return spec
+    kwargs = {}
+    if isinstance(spec, dict):
+        kwargs = dict(spec)
+        spec = kwargs.pop("name", None)
+    if not isinstance(spec, str):
+        raise TypeError(
+            f"likelihood for component {component} must be a name, a dict or a Likelihood, "
+            f"got {type(spec).__name__}"
+        )
+    if spec == "gaussian":
+        return GaussianLikelihood(shape, **kwargs)
+    if spec == "laplace":
+        kwargs.setdefault("scale", 0.75)
+        return LaplaceLikelihood(shape, **kwargs)
+    if spec == "bernoulli":
+        if kwargs:
+            raise ValueError(f"bernoulli likelihood (component {component}) takes no options, got {kwargs}")
+        return BernoulliLikelihood()
+    raise ValueError(
+        f"unknown likelihood {spec!r} for component {component}; valid: {', '.join(LIKELIHOODS)}"
+    )

@@ -1,0 +1,1 @@
+"""Torch modules, one file per method.  They know nothing of scikit-learn."""

@@ -1,0 +1,101 @@
+"""The contract every model module fulfils, and the per-component building blocks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mcgen.likelihoods import make_likelihood
+from mcgen.plugins import get_architecture
+
+
+@dataclass
+class ComponentSpec:
+    """What a model needs to know about one component."""
+
+    shape: tuple[int, ...]
+    latent_dim: int
+    encoder: str = "mlp"
+    decoder: str = "mlp"
+    encoder_kwargs: dict[str, Any] = field(default_factory=dict)
+    decoder_kwargs: dict[str, Any] = field(default_factory=dict)
+    likelihood: Any = "gaussian"
+    llik_scale: float = 1.0
+
+
+def build_encoder(spec: ComponentSpec) -> nn.Module:
+    arch = get_architecture(spec.encoder)
+    enc = arch.encoder_factory(spec.shape, **spec.encoder_kwargs)
+    if not isinstance(getattr(enc, "out_features", None), int):
+        raise TypeError(f"encoder {spec.encoder!r} must expose an integer attribute `out_features`")
+    return enc
+
+
+def build_decoder(spec: ComponentSpec, latent_dim: int | None = None) -> nn.Module:
+    arch = get_architecture(spec.decoder)
+    return arch.decoder_factory(spec.latent_dim if latent_dim is None else latent_dim, spec.shape,
+                                **spec.decoder_kwargs)
+
+
+class MultiComponentModule(nn.Module):
+    """Base class of the model modules.
+
+    Subclasses implement the methods below; the estimator calls nothing else.  All tensors
+    are batches; ``xs`` is a list of M component tensors.
+    """
+
+    def __init__(self, specs: list[ComponentSpec]):
+        super().__init__()
+        self.specs = list(specs)
+        self.n_components = len(specs)
+        self.likelihoods = nn.ModuleList(
+            [make_likelihood(s.likelihood, s.shape, i) for i, s in enumerate(specs)]
+        )
+        self.register_buffer("llik_scales", torch.tensor([float(s.llik_scale) for s in specs]))
+
+    # --- training --------------------------------------------------------------------------
+    def forward(self, xs: list[Tensor]) -> Tensor:
+        """Per-row training loss (negative objective), shape (B,)."""
+        raise NotImplementedError
+
+    # --- inference -------------------------------------------------------------------------
+    @property
+    def latent_size(self) -> int:
+        """Width of :meth:`encode`'s output."""
+        raise NotImplementedError
+
+    def elbo(self, xs: list[Tensor], n_mc: int = 1, generator: torch.Generator | None = None) -> Tensor:
+        """Per-row evidence lower bound (beta = 1, unscaled likelihoods), shape (B,)."""
+        raise NotImplementedError
+
+    def encode(self, xs: list[Tensor]) -> Tensor:
+        """Posterior means, shape (B, latent_size)."""
+        raise NotImplementedError
+
+    def decode(self, z: Tensor) -> list[Tensor]:
+        """Likelihood means of every component for latents ``z`` (B, latent_size)."""
+        raise NotImplementedError
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> list[Tensor]:
+        """Unconditional samples (likelihood means), M tensors of ``n`` rows."""
+        raise NotImplementedError
+
+    def complete(self, xs_known: list[Tensor], known: list[int], n_samples: int = 1,
+                 generator: torch.Generator | None = None) -> dict[int, Tensor]:
+        """Generate the unknown components from the known ones.
+
+        Returns a dict ``{component: Tensor (n_samples, B, *shape)}`` for every unknown
+        component.
+        """
+        raise NotImplementedError
+
+    # --- helpers -----------------------------------------------------------------------------
+    def log_likelihoods(self, locs: list[Tensor], xs: list[Tensor]) -> Tensor:
+        """Unscaled ``log p(x_i | .)`` per component, shape (B, M)."""
+        return torch.stack([lik.log_prob(loc, x) for lik, loc, x in zip(self.likelihoods, locs, xs)], -1)
+
+    def means(self, locs: list[Tensor]) -> list[Tensor]:
+        return [lik.mean(loc) for lik, loc in zip(self.likelihoods, locs)]
