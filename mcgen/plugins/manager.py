@@ -19,8 +19,15 @@ from . import hookspecs
 #: Built-in plugin modules, registered through the same hooks as any third-party plugin.
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "mcgen.architectures.mlp",
+    "mcgen.architectures.conv",
+    "mcgen.architectures.resnet",
     "mcgen.datasets.copula",
+    "mcgen.datasets.digits",
+    "mcgen.datasets.polymnist",
+    "mcgen.datasets.biked",
     "mcgen.metrics.wasserstein",
+    "mcgen.metrics.images",
+    "mcgen.metrics.coherence",
 )
 
 #: Environment variable that disables entry-point discovery (like pytest's).
