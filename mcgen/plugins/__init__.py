@@ -2,8 +2,13 @@
 
 from .hookspecs import hookimpl, hookspec
 from .manager import (
+    DISABLE_AUTOLOAD_ENV,
     Architecture,
+    MCGenPluginManager,
     PluginClashError,
+    PluginError,
+    PluginLoadError,
+    PluginSignatureError,
     RegistryEntry,
     get_architecture,
     get_metric,
@@ -11,12 +16,19 @@ from .manager import (
     get_registries,
     load_dataset,
     make_plugin_manager,
+    register_plugin,
     reset_plugins,
+    unregister_plugin,
 )
 
 __all__ = [
+    "DISABLE_AUTOLOAD_ENV",
     "Architecture",
+    "MCGenPluginManager",
     "PluginClashError",
+    "PluginError",
+    "PluginLoadError",
+    "PluginSignatureError",
     "RegistryEntry",
     "get_architecture",
     "get_metric",
@@ -26,5 +38,7 @@ __all__ = [
     "hookspec",
     "load_dataset",
     "make_plugin_manager",
+    "register_plugin",
     "reset_plugins",
+    "unregister_plugin",
 ]

@@ -3,14 +3,21 @@
 Built-in plugins are loaded by dotted module name (as pytest loads its default plugins),
 third-party plugins from the ``"mcgen"`` entry-point group.  No core module imports the
 built-in architectures or datasets directly: everything is looked up here.
+
+The manager is a :class:`pluggy.PluginManager` that turns pluggy's generic validation errors
+into messages that say what mcgen expects (the hook signature, the distribution a broken
+plugin came from), and remembers which distribution every entry-point plugin belongs to so
+that ``mcgen plugins`` can report it.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pluggy
 
@@ -33,14 +40,51 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
 #: Environment variable that disables entry-point discovery (like pytest's).
 DISABLE_AUTOLOAD_ENV = "MCGEN_DISABLE_PLUGIN_AUTOLOAD"
 
+#: The hooks and the signature of the ``register`` callback each one receives.
+HOOK_SIGNATURES: dict[str, str] = {
+    "mcgen_register_architectures": "register(name, encoder_factory, decoder_factory, *, kinds=('vector',), "
+                                    "description='')",
+    "mcgen_register_datasets": "register(name, loader, *, description='')",
+    "mcgen_register_metrics": "register(name, function, *, greater_is_better=False, description='')",
+}
 
-class PluginClashError(ValueError):
+
+class PluginError(Exception):
+    """Base class of the errors raised for a broken or conflicting plugin."""
+
+
+class PluginClashError(PluginError, ValueError):
     """Two plugins registered the same name in the same registry."""
+
+
+class PluginSignatureError(PluginError, TypeError):
+    """A plugin implements a hook with the wrong signature, an unknown hook, or calls
+    ``register`` wrongly."""
+
+
+class PluginLoadError(PluginError, ImportError):
+    """An entry point of the ``"mcgen"`` group could not be imported."""
 
 
 @dataclass(frozen=True)
 class RegistryEntry:
-    """One registered object and where it came from."""
+    """One registered object and where it came from.
+
+    Attributes
+    ----------
+    name : str
+        The name it is looked up by.
+    obj : object
+        An :class:`Architecture`, a dataset loader or a metric function.
+    plugin : str
+        Name of the plugin that registered it (module path for built-ins, entry-point name
+        for installed plugins, the given name for in-process plugins).
+    distribution, version : str or None
+        The distribution (pip package) the plugin came from and its version; ``None`` for a
+        plugin registered in-process.
+    meta : dict
+        The keyword arguments given to ``register`` (``kinds``, ``description``, ...).
+    """
 
     name: str
     obj: Any
@@ -59,9 +103,137 @@ class Registries:
     metrics: dict[str, RegistryEntry] = field(default_factory=dict)
 
 
+def _signature_help(hook_name: str) -> str:
+    return (f"mcgen hooks take one keyword argument, the register callback: "
+            f"`@hookimpl def {hook_name}(register): ...`, then call "
+            f"{HOOK_SIGNATURES.get(hook_name, 'register(name, ...)')}")
+
+
+class MCGenPluginManager(pluggy.PluginManager):
+    """A :class:`pluggy.PluginManager` for project ``"mcgen"`` with mcgen's error messages.
+
+    Registration errors (an argument the hook specification does not know, a hook name that
+    does not exist, a wrapper) raise :class:`PluginSignatureError` naming the plugin, the hook
+    and the expected signature, and leave the manager as it was.  Entry-point plugins remember
+    their distribution (see :meth:`plugin_distribution`).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT_NAME)
+        self.add_hookspecs(hookspecs)
+        self._ep_distributions: list[tuple[object, importlib.metadata.Distribution]] = []
+
+    # -- registration ---------------------------------------------------------------------------
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        """Register ``plugin`` (a module or an object with ``@hookimpl`` methods).
+
+        Raises
+        ------
+        PluginSignatureError
+            When a hook implementation does not match mcgen's hook specifications.
+        """
+        try:
+            plugin_name = super().register(plugin, name)
+        except pluggy.PluginValidationError as exc:
+            # pluggy has already recorded the plugin under its name: undo that.
+            if self.is_registered(plugin):
+                self.unregister(plugin)
+            raise PluginSignatureError(self._explain(plugin, name, exc)) from exc
+        if plugin_name is not None:
+            for hook_name in HOOK_SIGNATURES:
+                for impl in getattr(self.hook, hook_name).get_hookimpls():
+                    if impl.plugin is plugin and (impl.hookwrapper or impl.wrapper):
+                        self.unregister(plugin)
+                        raise PluginSignatureError(
+                            f"plugin {plugin_name!r} implements {hook_name} as a wrapper; mcgen's "
+                            f"registration hooks are plain functions. {_signature_help(hook_name)}")
+        return plugin_name
+
+    @staticmethod
+    def _explain(plugin: object, name: str | None, exc: Exception) -> str:
+        label = name or getattr(plugin, "__name__", None) or repr(plugin)
+        for hook_name in HOOK_SIGNATURES:
+            if hook_name in str(exc):
+                return (f"plugin {label!r} implements {hook_name} with the wrong signature. "
+                        f"{_signature_help(hook_name)}. pluggy said: {exc}")
+        return f"plugin {label!r} failed validation: {exc}"
+
+    def check_pending(self) -> None:
+        """Refuse hook implementations whose name is not one of mcgen's hooks.
+
+        Raises
+        ------
+        PluginSignatureError
+            Naming the plugin, the unknown hook and the valid hook names.
+        """
+        try:
+            super().check_pending()
+        except pluggy.PluginValidationError as exc:
+            label = self.get_name(exc.plugin) or repr(exc.plugin)
+            raise PluginSignatureError(
+                f"plugin {label!r} implements a hook mcgen does not define: {exc}; mcgen's hooks are "
+                f"{', '.join(HOOK_SIGNATURES)}") from exc
+
+    # -- entry points -----------------------------------------------------------------------------
+    def load_setuptools_entrypoints(self, group: str, name: str | None = None) -> int:
+        """Load the plugins of entry-point ``group``; return how many were loaded.
+
+        Like pluggy's loader, but an import error or a wrong hook signature names the entry
+        point and the distribution it came from.
+
+        Raises
+        ------
+        PluginLoadError
+            When an entry point cannot be imported.
+        PluginSignatureError
+            When a loaded plugin does not match the hook specifications.
+        """
+        count = 0
+        for dist in list(importlib.metadata.distributions()):
+            for ep in dist.entry_points:
+                if ep.group != group or (name is not None and ep.name != name):
+                    continue
+                if self.has_plugin(ep.name) or self.is_blocked(ep.name):
+                    continue
+                origin = f"entry point {ep.name!r} = {ep.value!r} of distribution " \
+                         f"{dist.metadata['Name']!r} {dist.version}"
+                try:
+                    plugin = ep.load()
+                except Exception as exc:
+                    raise PluginLoadError(f"cannot load the mcgen plugin {origin}: "
+                                          f"{type(exc).__name__}: {exc}") from exc
+                try:
+                    self.register(plugin, name=ep.name)
+                except PluginSignatureError as exc:
+                    raise PluginSignatureError(f"{exc} (from {origin})") from exc
+                self._ep_distributions.append((plugin, dist))
+                count += 1
+        return count
+
+    def list_plugin_distributions(self) -> list[tuple[object, importlib.metadata.Distribution]]:
+        """(plugin, distribution) pairs for every plugin loaded through an entry point."""
+        return super().list_plugin_distributions() + list(self._ep_distributions)
+
+    def plugin_distribution(self, plugin: object) -> tuple[str | None, str | None]:
+        """``(distribution name, version)`` a registered plugin came from.
+
+        mcgen's built-ins report ``("mcgen", mcgen.__version__)``; plugins registered in-process
+        (not through an entry point) report ``(None, None)``.
+        """
+        for plug, dist in self.list_plugin_distributions():
+            if plug is plugin:
+                return dist.metadata["Name"], dist.version
+        name = self.get_name(plugin) or ""
+        if name in BUILTIN_PLUGINS:
+            from mcgen import __version__
+
+            return "mcgen", __version__
+        return None, None
+
+
 def make_plugin_manager(
     load_entrypoints: bool | None = None, builtins: bool = True
-) -> pluggy.PluginManager:
+) -> MCGenPluginManager:
     """Build a fresh plugin manager.
 
     Parameters
@@ -71,9 +243,12 @@ def make_plugin_manager(
         "unless the environment variable ``MCGEN_DISABLE_PLUGIN_AUTOLOAD`` is set".
     builtins : bool
         Register mcgen's own built-in plugins.
+
+    Returns
+    -------
+    MCGenPluginManager
     """
-    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    pm.add_hookspecs(hookspecs)
+    pm = MCGenPluginManager()
     if builtins:
         for dotted in BUILTIN_PLUGINS:
             pm.register(importlib.import_module(dotted), name=dotted)
@@ -87,56 +262,28 @@ def make_plugin_manager(
 
 def _plugin_origin(pm: pluggy.PluginManager, plugin: object) -> tuple[str, str | None, str | None]:
     name = pm.get_name(plugin) or repr(plugin)
-    for plug, dist in pm.list_plugin_distinfo():
+    if isinstance(pm, MCGenPluginManager):
+        return (name, *pm.plugin_distribution(plugin))
+    for plug, dist in pm.list_plugin_distributions():
         if plug is plugin:
-            return name, dist.project_name, dist.version
-    if name.startswith("mcgen."):
-        from mcgen import __version__
-
-        return name, "mcgen", __version__
+            return name, dist.metadata["Name"], dist.version
     return name, None, None
 
 
-def collect_registries(pm: pluggy.PluginManager) -> Registries:
-    """Call every registration hook of ``pm`` and gather what the plugins registered.
-
-    Raises
-    ------
-    PluginClashError
-        When two plugins register the same name in one registry (the message names both).
-    """
-    regs = Registries()
-
-    def make_register(table: dict[str, RegistryEntry], kind: str, plugin: object, build: Callable):
-        origin = _plugin_origin(pm, plugin)
-
-        def register(name: str, *args: Any, **kwargs: Any) -> None:
-            if not isinstance(name, str) or not name:
-                raise TypeError(f"plugin {origin[0]!r} registered a {kind} with an invalid name {name!r}")
-            if name in table:
-                raise PluginClashError(
-                    f"{kind} {name!r} is registered twice: by plugin {table[name].plugin!r} "
-                    f"and by plugin {origin[0]!r}"
-                )
-            table[name] = RegistryEntry(name, build(*args, **kwargs), *origin, meta=dict(kwargs))
-
-        return register
-
-    hooks = (
-        ("mcgen_register_architectures", regs.architectures, "architecture", _arch),
-        ("mcgen_register_datasets", regs.datasets, "dataset", _single),
-        ("mcgen_register_metrics", regs.metrics, "metric", _single),
-    )
-    for hook_name, table, kind, build in hooks:
-        caller = getattr(pm.hook, hook_name)
-        for impl in caller.get_hookimpls():
-            impl.function(register=make_register(table, kind, impl.plugin, build))
-    return regs
+def _describe(entry: RegistryEntry) -> str:
+    where = f" ({entry.distribution} {entry.version})" if entry.distribution else " (registered in-process)"
+    return f"plugin {entry.plugin!r}{where}"
 
 
 @dataclass(frozen=True)
 class Architecture:
-    """An encoder factory and a decoder factory registered under one name."""
+    """An encoder factory and a decoder factory registered under one name.
+
+    ``encoder_factory(input_shape, **kwargs)`` builds a module mapping ``(B, *input_shape)`` to
+    ``(B, out_features)``; ``decoder_factory(latent_dim, output_shape, **kwargs)`` one mapping
+    ``(B, latent_dim)`` to ``(B, *output_shape)``.  ``kinds`` says which components it is meant
+    for (``"vector"``, ``"image"``, ``"sequence"``, ...).
+    """
 
     encoder_factory: Callable
     decoder_factory: Callable
@@ -144,12 +291,78 @@ class Architecture:
     description: str = ""
 
 
-def _arch(encoder_factory, decoder_factory, *, kinds=("vector",), description="", **_):
-    return Architecture(encoder_factory, decoder_factory, tuple(kinds), description)
+def _arch(encoder_factory: Callable, decoder_factory: Callable, *, kinds=("vector",),
+          description: str = "") -> Architecture:
+    if not callable(encoder_factory) or not callable(decoder_factory):
+        raise TypeError("encoder_factory and decoder_factory must be callables")
+    if isinstance(kinds, str) or not all(isinstance(k, str) for k in kinds):
+        raise TypeError(f"kinds must be a tuple of strings, got {kinds!r}")
+    return Architecture(encoder_factory, decoder_factory, tuple(kinds), str(description))
 
 
-def _single(obj, **_):
-    return obj
+def _dataset(loader: Callable, *, description: str = "") -> Callable:
+    if not callable(loader):
+        raise TypeError(f"the dataset loader must be callable, got {type(loader).__name__}")
+    return loader
+
+
+def _metric(function: Callable, *, greater_is_better: bool = False, description: str = "") -> Callable:
+    if not callable(function):
+        raise TypeError(f"the metric must be callable, got {type(function).__name__}")
+    return function
+
+
+def collect_registries(pm: pluggy.PluginManager) -> Registries:
+    """Call every registration hook of ``pm`` and gather what the plugins registered.
+
+    Each hook implementation gets its own ``register`` callback, so every entry records the
+    plugin (and distribution) it came from.
+
+    Raises
+    ------
+    PluginClashError
+        When two plugins register the same name in one registry (the message names both).
+    PluginSignatureError
+        When a plugin calls ``register`` with the wrong arguments.
+    """
+    regs = Registries()
+    hooks = (
+        ("mcgen_register_architectures", regs.architectures, "architecture", _arch),
+        ("mcgen_register_datasets", regs.datasets, "dataset", _dataset),
+        ("mcgen_register_metrics", regs.metrics, "metric", _metric),
+    )
+
+    def make_register(hook_name: str, table: dict[str, RegistryEntry], kind: str, plugin: object,
+                      build: Callable) -> Callable[..., None]:
+        origin = _plugin_origin(pm, plugin)
+
+        def register(name: str, *args: Any, **kwargs: Any) -> None:
+            new = RegistryEntry(name, None, *origin, meta=dict(kwargs))
+            if not isinstance(name, str) or not name:
+                raise PluginSignatureError(f"{_describe(new)} registered a {kind} with an invalid name "
+                                           f"{name!r} (a non-empty string is needed)")
+            if name in table:
+                raise PluginClashError(
+                    f"{kind} {name!r} is registered twice: by {_describe(table[name])} and by "
+                    f"{_describe(new)}; uninstall or block one of them "
+                    f"(MCGEN_DISABLE_PLUGIN_AUTOLOAD=1 disables all installed plugins)")
+            try:
+                obj = build(*args, **kwargs)
+            except TypeError as exc:
+                raise PluginSignatureError(
+                    f"{_describe(new)} registered {kind} {name!r} wrongly ({exc}); the callback's "
+                    f"signature is {HOOK_SIGNATURES[hook_name]}") from exc
+            table[name] = RegistryEntry(name, obj, *origin, meta=dict(kwargs))
+
+        return register
+
+    for hook_name, table, kind, build in hooks:
+        # get_hookimpls() is in registration order: built-ins first, so a clash names the
+        # built-in as the first owner.
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            register = make_register(hook_name, table, kind, impl.plugin, build)
+            impl.function(**{arg: register for arg in impl.argnames})
+    return regs
 
 
 _STATE: dict[str, Any] = {}
@@ -176,6 +389,52 @@ def reset_plugins(pm: pluggy.PluginManager | None = None) -> None:
         _STATE["pm"] = pm
 
 
+def register_plugin(plugin: object, name: str | None = None) -> str:
+    """Register a plugin in-process (no installation needed) in the process-wide manager.
+
+    Useful in tests and notebooks: ``register_plugin(my_module)`` and the names it registers
+    are available to every estimator at once.
+
+    Parameters
+    ----------
+    plugin : module or object
+        Anything with ``@hookimpl``-marked functions or methods.
+    name : str, optional
+        Plugin name (default: pluggy's canonical name, the module name for a module).
+
+    Returns
+    -------
+    str
+        The name it was registered under (pass it to :func:`unregister_plugin`).
+
+    Raises
+    ------
+    PluginSignatureError, PluginClashError
+        The plugin is refused and the registries stay as they were.
+    """
+    pm = get_plugin_manager()
+    registered = pm.register(plugin, name=name)
+    if registered is None:  # pragma: no cover - blocked name
+        raise ValueError(f"plugin name {name!r} is blocked")
+    try:
+        pm.check_pending()
+        regs = collect_registries(pm)
+    except Exception:
+        pm.unregister(name=registered)
+        raise
+    _STATE["regs"] = regs
+    return registered
+
+
+def unregister_plugin(name: str) -> None:
+    """Remove a plugin registered with :func:`register_plugin` (or any plugin, by name)."""
+    pm = get_plugin_manager()
+    if pm.get_plugin(name) is None:
+        raise ValueError(f"no plugin named {name!r} is registered")
+    pm.unregister(name=name)
+    _STATE.pop("regs", None)
+
+
 def _lookup(table: dict[str, RegistryEntry], kind: str, name: str) -> RegistryEntry:
     if not isinstance(name, str):
         raise TypeError(f"{kind} name must be a string, got {type(name).__name__}")
@@ -187,16 +446,34 @@ def _lookup(table: dict[str, RegistryEntry], kind: str, name: str) -> RegistryEn
 
 
 def get_architecture(name: str) -> Architecture:
-    """Look up a registered architecture by name."""
+    """Look up a registered architecture by name.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (the message lists the registered ones).
+    """
     return _lookup(get_registries().architectures, "architecture", name).obj
 
 
 def get_metric(name: str) -> Callable:
-    """Look up a registered metric function by name."""
+    """Look up a registered metric function by name.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (the message lists the registered ones).
+    """
     return _lookup(get_registries().metrics, "metric", name).obj
 
 
 def load_dataset(name: str, **kwargs: Any):
-    """Load a registered dataset: ``load_dataset(name, **kwargs) -> (Components, info)``."""
+    """Load a registered dataset: ``load_dataset(name, **kwargs) -> (Components, info)``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (the message lists the registered ones).
+    """
     loader = _lookup(get_registries().datasets, "dataset", name).obj
     return loader(**kwargs)
