@@ -203,15 +203,33 @@ class GMRFModule(MultiComponentModule):
     def decode(self, z: Tensor) -> list[Tensor]:
         return self.means(self._decode_locs(z))
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> list[Tensor]:
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` draws from the prior, (n, D)."""
         mu_p = self.prior_mean
         u = torch.randn((n, self.D), dtype=mu_p.dtype, device=mu_p.device, generator=generator)
-        z = mu_p + u @ self.prior_cholesky().mT
-        return self.decode(z)
+        return mu_p + u @ self.prior_cholesky().mT
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> list[Tensor]:
+        return self.decode(self.sample_latent(n, generator))
+
+    def latent_indices(self, components: list[int]) -> Tensor:
+        """Latent coordinates of the given components, concatenated in that order."""
+        dev = self.prior_mean.device
+        return torch.cat([torch.arange(self.offsets[k], self.offsets[k + 1], device=dev) for k in components])
+
+    def conditional_latent(self, z_K: Tensor, known: list[int]) -> tuple[Tensor, Tensor, list[int]]:
+        """Prior conditional ``z_U | z_K`` for the components not in ``known``.
+
+        Returns the conditional means (..., |U|), the Cholesky factor of the (row-independent)
+        conditional covariance and the list of unknown components.
+        """
+        unknown = [i for i in range(self.n_components) if i not in known]
+        mean, L_c = condition_gaussian(self.prior_mean, self.prior_covariance(), self.latent_indices(known),
+                                       self.latent_indices(unknown), z_K)
+        return mean, L_c, unknown
 
     def complete(self, xs_known: list[Tensor], known: list[int], n_samples: int = 1,
                  generator: torch.Generator | None = None, use_mean: bool = False) -> dict[int, Tensor]:
-        unknown = [i for i in range(self.n_components) if i not in known]
         mus, vs, _ = self.encode_components(xs_known, which=known)
         mu_K = torch.cat(mus, -1)
         sd_K = torch.cat(vs, -1).sqrt()
@@ -221,11 +239,8 @@ class GMRFModule(MultiComponentModule):
         else:
             u = torch.randn((n_samples, *mu_K.shape), dtype=mu_K.dtype, device=mu_K.device, generator=generator)
             z_K = mu_K + sd_K * u
-        dev = mu_K.device
-        K_idx = torch.cat([torch.arange(self.offsets[k], self.offsets[k + 1], device=dev) for k in known])
-        U_idx = torch.cat([torch.arange(self.offsets[k], self.offsets[k + 1], device=dev) for k in unknown])
-        mean, L_c = condition_gaussian(self.prior_mean, self.prior_covariance(), K_idx, U_idx, z_K)
-        u = torch.randn(mean.shape, dtype=mean.dtype, device=dev, generator=generator)
+        mean, L_c, unknown = self.conditional_latent(z_K, known)
+        u = torch.randn(mean.shape, dtype=mean.dtype, device=mean.device, generator=generator)
         z_U = mean + u @ L_c.mT  # (n_samples, B, |U|)
         z_U = z_U.reshape(n_samples * B, -1)
         out: dict[int, Tensor] = {}
