@@ -3,6 +3,7 @@
 __version__ = "0.1.0"
 
 from mcgen.base import MultiComponentVAE  # noqa: E402
+from mcgen.baselines import MMVAE, MVAE, MMVAEPlus, MoPoEVAE  # noqa: E402
 from mcgen.components import Components  # noqa: E402
 from mcgen.estimators import GMRFMultiComponentVAE  # noqa: E402
 from mcgen.plugins import load_dataset  # noqa: E402
@@ -10,6 +11,10 @@ from mcgen.plugins import load_dataset  # noqa: E402
 __all__ = [
     "Components",
     "GMRFMultiComponentVAE",
+    "MMVAE",
+    "MMVAEPlus",
+    "MVAE",
+    "MoPoEVAE",
     "MultiComponentVAE",
     "__version__",
     "load_dataset",

@@ -18,5 +18,21 @@ def gmrf(**kw):
     return mcgen.GMRFMultiComponentVAE(**params)
 
 
+def _baseline(cls, **extra):
+    def factory(**kw):
+        params = dict(latent_dim=3, beta=0.1, max_epochs=2, batch_size=64, encoder_kwargs=TINY_NET,
+                      decoder_kwargs=TINY_NET, random_state=0, **extra)
+        params.update(kw)
+        return cls(**params)
+
+    factory.__name__ = cls.__name__.lower()
+    return factory
+
+
+mvae = _baseline(mcgen.MVAE)
+mmvae = _baseline(mcgen.MMVAE, K=2)
+mopoe = _baseline(mcgen.MoPoEVAE)
+mmvaeplus = _baseline(mcgen.MMVAEPlus, private_dim=1)
+
 #: name -> factory; the baselines add themselves here.
-FACTORIES = {"gmrf": gmrf}
+FACTORIES = {"gmrf": gmrf, "mvae": mvae, "mmvae": mmvae, "mopoe": mopoe, "mmvaeplus": mmvaeplus}

@@ -1,0 +1,189 @@
+"""MMVAE (Shi, Siddharth, Paige & Torr, 2019): mixture-of-experts posterior with stratified
+sampling.
+
+``q(z | X) = (1/M) sum_m q_m(z | x_m)`` with Laplace (default, as the original) or Gaussian
+unimodal posteriors and prior ``p(z) = Laplace(0, softmax(theta) D)`` (or Gaussian with that
+scale), ``theta`` learnable when ``learn_prior``.  Every component contributes K reparameterised
+samples ``z_m^k ~ q_m`` (stratified sampling), each decoded by every decoder, with log-weight
+
+    lw_{m,k} = sum_d llik_scale_d log p(x_d | z_m^k) + beta [log p(z_m^k) - log q(z_m^k | X)].
+
+Objectives (per row):
+
+* ``"elbo"``: ``(1/M) sum_m (1/K) sum_k lw_{m,k}``, the stratified estimate of the mixture ELBO;
+* ``"iwae"``: ``looser=True``: ``(1/M) sum_m log (1/K) sum_k exp lw_{m,k}`` (the paper's
+  stratified IWAE); ``looser=False``: ``log (1/(MK)) sum_{m,k} exp lw_{m,k}``;
+* ``"dreg"``: the IWAE value with doubly-reparameterised gradients (Tucker et al. 2019): the
+  posterior parameters are detached inside ``log q``, the decoder and prior get
+  ``sum w_hat grad lw`` and the encoders get the path derivative weighted by ``w_hat^2``
+  (``w_hat`` = normalised importance weights over the same axis as the IWAE's log-mean-exp).
+  The official code's hook never fires; this one sits on the sample tensor itself.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from mcgen.models._multimodal import (
+    LATENT_FAMILIES,
+    OBJECTIVES,
+    SCALE_PARAMETERISATIONS,
+    SharedLatentModule,
+    check_choice,
+    iw_weights,
+    log_mean_exp,
+    log_prob,
+    positive_scale,
+    scale_gradient,
+    shared_latent_size,
+    standard_noise,
+)
+from mcgen.models.base import ComponentSpec
+
+
+def mixture_log_prob(family: str, z: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
+    """``log (1/E) sum_e q_e(z)`` for samples ``z`` ``(*lead, B, D)`` and ``E`` experts
+    ``loc, scale`` ``(E, B, D)``; returns ``(*lead, B)``."""
+    lp = log_prob(family, z.unsqueeze(-3), loc, scale)  # (*lead, E, B)
+    return torch.logsumexp(lp, dim=-2) - math.log(loc.shape[0])
+
+
+def iw_objective(lw: Tensor, objective: str, looser: bool) -> Tensor:
+    """Objective value per row from log-weights ``(K, M, B)`` (DReG has the IWAE value)."""
+    if objective == "elbo":
+        return lw.mean((0, 1))
+    if looser:
+        return log_mean_exp(lw, 0).mean(0)
+    return log_mean_exp(lw, (0, 1))
+
+
+def dreg_surrogate(lw: Tensor, samples: list[Tensor], looser: bool) -> Tensor:
+    """Per-row loss whose value is minus the IWAE bound and whose gradient is DReG's.
+
+    ``lw`` ``(K, M, B)`` must be computed with the posterior parameters detached inside
+    ``log q``; ``samples`` are the reparameterised samples ``(K, M, B, .)`` it was computed from.
+    """
+    dim = 0 if looser else (0, 1)
+    w = iw_weights(lw, dim)
+    for s in samples:
+        scale_gradient(s, w.unsqueeze(-1))
+    surrogate = (w * lw).sum(0).mean(0) if looser else (w * lw).sum((0, 1))
+    value = iw_objective(lw.detach(), "iwae", looser)
+    return -(value + surrogate - surrogate.detach())
+
+
+class MMVAEModule(SharedLatentModule):
+    """MMVAE.
+
+    Parameters
+    ----------
+    specs : list of ComponentSpec
+        All with the same ``latent_dim``.
+    beta : float
+        Weight of ``log p(z) - log q(z | X)`` in the log-weight (1 in the original).
+    objective : {"elbo", "iwae", "dreg"}
+    K : int
+        Importance samples per component.
+    looser : bool
+        Stratified IWAE/DReG with the log-mean-exp per component (the paper's) or over all
+        ``M K`` samples.
+    posterior : {"laplace", "gaussian"}
+        Family of the unimodal posteriors and of the prior.
+    posterior_scale : {"softmax", "softplus"}
+        Scale parameterisation (``"softmax"``: the original's ``softmax(a) D + 1e-6``).
+    learn_prior : bool
+        Learn the prior scale ``softmax(theta) D``.
+    """
+
+    def __init__(self, specs: list[ComponentSpec], beta: float = 1.0, objective: str = "dreg", K: int = 1,
+                 looser: bool = True, posterior: str = "laplace", posterior_scale: str = "softmax",
+                 learn_prior: bool = True):
+        D = shared_latent_size(specs, "MMVAE")
+        super().__init__(specs, D)
+        self.beta = float(beta)
+        self.objective = check_choice(objective, OBJECTIVES, "objective")
+        self.family = check_choice(posterior, LATENT_FAMILIES, "posterior")
+        self.posterior_scale = check_choice(posterior_scale, SCALE_PARAMETERISATIONS, "posterior_scale")
+        if isinstance(K, bool) or int(K) != K or K < 1:
+            raise ValueError(f"K must be a positive integer, got {K!r}")
+        self.K = int(K)
+        self.looser = bool(looser)
+        if learn_prior:
+            self.prior_logits = nn.Parameter(torch.zeros(D))
+        else:
+            self.register_buffer("prior_logits", torch.zeros(D))
+
+    @property
+    def latent_size(self) -> int:
+        return self.D
+
+    def prior_scale(self) -> Tensor:
+        """``softmax(theta) D`` (1 everywhere at initialisation)."""
+        return torch.softmax(self.prior_logits, -1) * self.D
+
+    def posteriors(self, xs: list[Tensor], which: list[int] | None = None) -> tuple[Tensor, Tensor]:
+        """Locations and scales of the listed unimodal posteriors, each ``(E, B, D)``."""
+        loc, raw = self.encoder_outputs(xs, which)
+        return loc, positive_scale(raw, self.posterior_scale)
+
+    # ------------------------------------------------------------------------------------------
+    def log_weights(self, xs: list[Tensor], K: int, beta: float, scaled: bool, detach_q: bool,
+                    generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Stratified samples ``z`` ``(K, M, B, D)`` and their log-weights ``(K, M, B)``."""
+        loc, scale = self.posteriors(xs)
+        z = loc + scale * standard_noise(self.family, (K, *loc.shape), loc, generator)
+        q_loc, q_scale = (loc.detach(), scale.detach()) if detach_q else (loc, scale)
+        log_q = mixture_log_prob(self.family, z, q_loc, q_scale)
+        log_p = log_prob(self.family, z, torch.zeros_like(self.prior_scale()), self.prior_scale())
+        ll = 0.0
+        for d in range(self.n_components):
+            lld = self.component_log_lik(d, self.decode_component(d, z), xs[d])  # (K, M, B)
+            ll = ll + (lld * self.llik_scales[d] if scaled else lld)
+        return z, ll + beta * (log_p - log_q)
+
+    def forward(self, xs: list[Tensor]) -> Tensor:
+        dreg = self.objective == "dreg"
+        z, lw = self.log_weights(xs, self.K, self.beta, scaled=True, detach_q=dreg)
+        if dreg:
+            return dreg_surrogate(lw, [z], self.looser)
+        return -iw_objective(lw, self.objective, self.looser)
+
+    # ------------------------------------------------------------------------------------------
+    def elbo(self, xs: list[Tensor], n_mc: int = 1, generator: torch.Generator | None = None) -> Tensor:
+        """Stratified estimate of the mixture ELBO with ``n_mc`` samples per component."""
+        _, lw = self.log_weights(xs, n_mc, 1.0, scaled=False, detach_q=False, generator=generator)
+        return lw.mean((0, 1))
+
+    def encode(self, xs: list[Tensor]) -> Tensor:
+        """Mean of the mixture posterior (the average of the unimodal locations)."""
+        return self.posteriors(xs)[0].mean(0)
+
+    def decode(self, z: Tensor) -> list[Tensor]:
+        return [self.likelihoods[d].mean(self.decode_component(d, z)) for d in range(self.n_components)]
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> list[Tensor]:
+        scale = self.prior_scale()
+        return self.decode(scale * standard_noise(self.family, (n, self.D), scale, generator))
+
+    def complete(self, xs_known: list[Tensor], known: list[int], n_samples: int = 1,
+                 generator: torch.Generator | None = None) -> dict[int, Tensor]:
+        """``z`` from the mixture of the known components' unimodal posteriors (each draw picks
+        one of them uniformly), decode the unknown components."""
+        loc, scale = self.posteriors(xs_known, known)
+        z = sample_mixture(self.family, loc, scale, n_samples, generator)
+        return {d: self.likelihoods[d].mean(self.decode_component(d, z))
+                for d in range(self.n_components) if d not in known}
+
+
+def sample_mixture(family: str, loc: Tensor, scale: Tensor, n_samples: int,
+                   generator: torch.Generator | None = None) -> Tensor:
+    """``n_samples`` draws per row from the uniform mixture of ``E`` experts ``(E, B, D)``:
+    returns ``(n_samples, B, D)``."""
+    E, B, _ = loc.shape
+    pick = torch.randint(E, (n_samples, B), device=loc.device, generator=generator)
+    rows = torch.arange(B, device=loc.device)
+    mu, s = loc[pick, rows], scale[pick, rows]
+    return mu + s * standard_noise(family, mu.shape, mu, generator)

@@ -1,0 +1,174 @@
+"""MMVAE+ (Palumbo, Daunhawer & Vogt, 2023): shared and component-specific latents with
+auxiliary priors for cross-reconstruction.
+
+Component m has a specific latent ``w_m`` (size Dw) and an encoding of the shared latent ``z``
+(size Dz), from two independent encoder branches: ``q(w_m | x_m)`` and ``q_m(z | x_m)``, Laplace
+(default) or Gaussian.  The shared posterior is the mixture ``q(z | X) = (1/M) sum_m q_m(z | x_m)``.
+Priors ``p(z)`` and ``p(w)`` are fixed standard Laplace (Gaussian) distributions; every
+component d has a learnable auxiliary prior ``r_d(w) = Laplace(0, softmax(theta_d) Dw)``.
+Decoder d reads ``[w_d ; z]``.
+
+For each m, K samples ``(w_m^k, z_m^k) ~ q(. | x_m)``; component m is reconstructed from
+``[w_m^k ; z_m^k]`` and every other component d from ``[w~ ; z_m^k]`` with ``w~ ~ r_d``
+(reparameterised, fresh per (k, m, d), no density term).  Log-weight
+
+    lw_{m,k} = sum_d llik_scale_d log p(x_d | .) + beta [log p(z_m^k) + log p(w_m^k)
+               - log q(z_m^k | X) - log q(w_m^k | x_m)].
+
+Objectives as MMVAE's stratified ones per component: ``"elbo"`` (mean of lw), ``"iwae"``
+(``(1/M) sum_m log (1/K) sum_k exp lw``, which the official code calls ``m_elbo``), ``"dreg"``
+(IWAE value, doubly-reparameterised gradients with the hooks on ``w_m^k`` and ``z_m^k``).
+Unconditional samples: ``z ~ p(z)``, ``w_d ~ p(w)``.  Conditional: ``z`` from the mixture of the
+observed components' ``q_m(z | x_m)``, ``w_d ~ p(w)`` for every missing d (official test time).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mcgen.models._multimodal import (
+    LATENT_FAMILIES,
+    OBJECTIVES,
+    SCALE_PARAMETERISATIONS,
+    check_choice,
+    log_prob,
+    positive_scale,
+    shared_latent_size,
+    standard_noise,
+)
+from mcgen.models.base import ComponentSpec, MultiComponentModule, build_decoder, build_encoder
+from mcgen.models.mmvae import dreg_surrogate, iw_objective, mixture_log_prob, sample_mixture
+
+
+class MMVAEPlusModule(MultiComponentModule):
+    """MMVAE+.
+
+    Parameters
+    ----------
+    specs : list of ComponentSpec
+        All with the same ``latent_dim`` = Dz, the shared latent size.
+    private_dim : int
+        Dw, the size of every component-specific latent.
+    beta : float
+    objective : {"elbo", "iwae", "dreg"}
+    K : int
+    posterior : {"laplace", "gaussian"}
+    posterior_scale : {"softmax", "softplus"}
+    """
+
+    def __init__(self, specs: list[ComponentSpec], private_dim: int = 2, beta: float = 1.0,
+                 objective: str = "elbo", K: int = 1, posterior: str = "laplace",
+                 posterior_scale: str = "softmax"):
+        Dz = shared_latent_size(specs, "MMVAE+")
+        super().__init__(specs)
+        if isinstance(private_dim, bool) or int(private_dim) != private_dim or private_dim < 1:
+            raise ValueError(f"private_dim must be a positive integer, got {private_dim!r}")
+        if isinstance(K, bool) or int(K) != K or K < 1:
+            raise ValueError(f"K must be a positive integer, got {K!r}")
+        self.Dz, self.Dw = int(Dz), int(private_dim)
+        self.beta = float(beta)
+        self.K = int(K)
+        self.objective = check_choice(objective, OBJECTIVES, "objective")
+        self.family = check_choice(posterior, LATENT_FAMILIES, "posterior")
+        self.posterior_scale = check_choice(posterior_scale, SCALE_PARAMETERISATIONS, "posterior_scale")
+        self.encoders_z = nn.ModuleList([build_encoder(s) for s in specs])
+        self.encoders_w = nn.ModuleList([build_encoder(s) for s in specs])
+        self.heads_z = nn.ModuleList([nn.Linear(e.out_features, 2 * self.Dz) for e in self.encoders_z])
+        self.heads_w = nn.ModuleList([nn.Linear(e.out_features, 2 * self.Dw) for e in self.encoders_w])
+        self.decoders = nn.ModuleList([build_decoder(s, latent_dim=self.Dw + self.Dz) for s in specs])
+        # Auxiliary priors r_d(w): scale softmax(theta_d) * Dw, theta_d = 0 at start (scale 1).
+        self.aux_logits = nn.Parameter(torch.zeros(len(specs), self.Dw))
+
+    @property
+    def latent_size(self) -> int:
+        return self.Dz + self.n_components * self.Dw
+
+    def aux_scale(self) -> Tensor:
+        """Scales of the auxiliary priors ``r_d``, ``(M, Dw)``."""
+        return torch.softmax(self.aux_logits, -1) * self.Dw
+
+    def posteriors(self, xs: list[Tensor], which: list[int] | None = None):
+        """``(loc_z, scale_z, loc_w, scale_w)`` of the listed components, each ``(E, B, .)``."""
+        which = list(range(self.n_components)) if which is None else which
+        hz = torch.stack([self.heads_z[i](self.encoders_z[i](x)) for i, x in zip(which, xs)])
+        hw = torch.stack([self.heads_w[i](self.encoders_w[i](x)) for i, x in zip(which, xs)])
+        lz, rz = hz.chunk(2, -1)
+        lw, rw = hw.chunk(2, -1)
+        return lz, positive_scale(rz, self.posterior_scale), lw, positive_scale(rw, self.posterior_scale)
+
+    def decode_component(self, d: int, w: Tensor, z: Tensor) -> Tensor:
+        h = torch.cat([w, z], -1)
+        lead = h.shape[:-1]
+        out = self.decoders[d](h.reshape(-1, h.shape[-1]))
+        return out.reshape(*lead, *out.shape[1:])
+
+    def _mean(self, d: int, w: Tensor, z: Tensor) -> Tensor:
+        return self.likelihoods[d].mean(self.decode_component(d, w, z))
+
+    # ------------------------------------------------------------------------------------------
+    def log_weights(self, xs: list[Tensor], K: int, beta: float, scaled: bool, detach_q: bool,
+                    generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Samples ``w`` ``(K, M, B, Dw)``, ``z`` ``(K, M, B, Dz)`` and log-weights ``(K, M, B)``."""
+        lz, sz, lw_, sw = self.posteriors(xs)
+        M = self.n_components
+        z = lz + sz * standard_noise(self.family, (K, *lz.shape), lz, generator)
+        w = lw_ + sw * standard_noise(self.family, (K, *lw_.shape), lw_, generator)
+        if detach_q:
+            lz, sz, lw_, sw = lz.detach(), sz.detach(), lw_.detach(), sw.detach()
+        log_q = mixture_log_prob(self.family, z, lz, sz) + log_prob(self.family, w, lw_, sw)
+        zero = torch.zeros((), dtype=z.dtype, device=z.device)
+        one = torch.ones((), dtype=z.dtype, device=z.device)
+        log_p = log_prob(self.family, z, zero, one) + log_prob(self.family, w, zero, one)
+        aux = self.aux_scale()
+        m_idx = torch.arange(M, device=z.device).view(1, M, 1, 1)
+        ll = 0.0
+        for d in range(M):
+            w_aux = aux[d] * standard_noise(self.family, w.shape, w, generator)
+            w_in = torch.where(m_idx == d, w, w_aux)
+            lld = self.likelihoods[d].log_prob(
+                self.decode_component(d, w_in, z).reshape(-1, *xs[d].shape[1:]),
+                xs[d].expand(K, M, *xs[d].shape).reshape(-1, *xs[d].shape[1:]),
+            ).reshape(K, M, -1)
+            ll = ll + (lld * self.llik_scales[d] if scaled else lld)
+        return w, z, ll + beta * (log_p - log_q)
+
+    def forward(self, xs: list[Tensor]) -> Tensor:
+        dreg = self.objective == "dreg"
+        w, z, lw = self.log_weights(xs, self.K, self.beta, scaled=True, detach_q=dreg)
+        if dreg:
+            return dreg_surrogate(lw, [w, z], looser=True)
+        return -iw_objective(lw, self.objective, looser=True)
+
+    # ------------------------------------------------------------------------------------------
+    def elbo(self, xs: list[Tensor], n_mc: int = 1, generator: torch.Generator | None = None) -> Tensor:
+        """MMVAE+'s objective with ``n_mc`` samples per component, beta = 1, its ELBO form."""
+        _, _, lw = self.log_weights(xs, n_mc, 1.0, scaled=False, detach_q=False, generator=generator)
+        return lw.mean((0, 1))
+
+    def encode(self, xs: list[Tensor]) -> Tensor:
+        """``[mean of q(z | X) ; loc of q(w_1 | x_1) ; ... ; loc of q(w_M | x_M)]``."""
+        lz, _, lw, _ = self.posteriors(xs)
+        return torch.cat([lz.mean(0), lw.transpose(0, 1).reshape(lw.shape[1], -1)], -1)
+
+    def decode(self, Z: Tensor) -> list[Tensor]:
+        z = Z[:, : self.Dz]
+        ws = Z[:, self.Dz:].reshape(Z.shape[0], self.n_components, self.Dw)
+        return [self._mean(d, ws[:, d], z) for d in range(self.n_components)]
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> list[Tensor]:
+        like = self.aux_logits
+        z = standard_noise(self.family, (n, self.Dz), like, generator)
+        ws = standard_noise(self.family, (n, self.n_components, self.Dw), like, generator)
+        return [self._mean(d, ws[:, d], z) for d in range(self.n_components)]
+
+    def complete(self, xs_known: list[Tensor], known: list[int], n_samples: int = 1,
+                 generator: torch.Generator | None = None) -> dict[int, Tensor]:
+        lz, sz, _, _ = self.posteriors(xs_known, known)
+        z = sample_mixture(self.family, lz, sz, n_samples, generator)  # (n_samples, B, Dz)
+        out = {}
+        for d in range(self.n_components):
+            if d not in known:
+                w = standard_noise(self.family, (*z.shape[:-1], self.Dw), z, generator)
+                out[d] = self._mean(d, w, z)
+        return out

@@ -1,0 +1,161 @@
+"""MoPoE-VAE (Sutter, Daunhawer & Vogt, 2021): mixture over all non-empty subsets of
+products of experts.
+
+For every non-empty subset S (2^M - 1 of them, ordered singletons, pairs, ..., full set),
+``q_S`` is the product of the Gaussian experts of S; the posterior is the uniform mixture
+``q(z | X) = sum_S w_S q_S``, ``w_S = 1 / (2^M - 1)``.  Training loss per row (official code):
+
+    -sum_m llik_scale_m log p(x_m | z) + beta * sum_S w_S KL(q_S || N(0, I)),
+
+with one ``z`` per row drawn from the mixture component the row is assigned to, and every
+subset's KL computed on every row.  The sum of weighted KLs upper-bounds the mixture's KL (KL is
+convex), so the objective is a lower bound of the ELBO of the mixture posterior.
+
+Official behaviour, configurable: the N(0, I) prior expert joins the product only for the full
+set (``prior_expert="full"``; also ``"all"`` or ``"none"``), and rows are assigned to subsets by
+splitting the batch into contiguous blocks of ``floor(B w_S)`` rows, the last subset taking the
+remainder (``mixture_sampling="partition"``; ``"random"`` draws each row's subset independently).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from mcgen.gaussian import product_of_experts
+from mcgen.models._multimodal import (
+    SharedLatentModule,
+    check_choice,
+    kl_diag_gaussian_std,
+    non_empty_subsets,
+    shared_latent_size,
+)
+from mcgen.models.base import ComponentSpec
+
+PRIOR_EXPERT_POLICIES = ("full", "all", "none")
+MIXTURE_SAMPLING = ("partition", "random")
+#: Above this many components the 2^M - 1 subsets become impractical.
+MAX_COMPONENTS = 16
+
+
+class MoPoEModule(SharedLatentModule):
+    """MoPoE-VAE.
+
+    Parameters
+    ----------
+    specs : list of ComponentSpec
+        All with the same ``latent_dim``.
+    beta : float
+    prior_expert : {"full", "all", "none"}
+        Which subsets' products include the N(0, I) prior expert.
+    mixture_sampling : {"partition", "random"}
+        How training rows are assigned to mixture components.
+    """
+
+    def __init__(self, specs: list[ComponentSpec], beta: float = 1.0, prior_expert: str = "full",
+                 mixture_sampling: str = "partition"):
+        D = shared_latent_size(specs, "MoPoE-VAE")
+        if len(specs) > MAX_COMPONENTS:
+            raise ValueError(f"MoPoE-VAE enumerates 2^M - 1 subsets; M = {len(specs)} components is more "
+                             f"than the supported {MAX_COMPONENTS}")
+        super().__init__(specs, D)
+        self.beta = float(beta)
+        self.prior_expert = check_choice(prior_expert, PRIOR_EXPERT_POLICIES, "prior_expert")
+        self.mixture_sampling = check_choice(mixture_sampling, MIXTURE_SAMPLING, "mixture_sampling")
+        M = len(specs)
+        self.subsets = non_empty_subsets(M)
+        mask = torch.zeros(M + 1, len(self.subsets), dtype=torch.bool)
+        for j, s in enumerate(self.subsets):
+            mask[[1 + m for m in s], j] = True
+            mask[0, j] = self._with_prior(s)
+        self.register_buffer("subset_mask", mask, persistent=False)
+
+    @property
+    def latent_size(self) -> int:
+        return self.D
+
+    @property
+    def n_subsets(self) -> int:
+        return len(self.subsets)
+
+    def _with_prior(self, subset) -> bool:
+        if self.prior_expert == "all":
+            return True
+        if self.prior_expert == "none":
+            return False
+        return len(subset) == self.n_components
+
+    # ------------------------------------------------------------------------------------------
+    def experts(self, xs: list[Tensor], which: list[int] | None = None) -> tuple[Tensor, Tensor]:
+        """Prior expert (row 0) and the listed components' experts, each ``(1 + E, B, D)``."""
+        mu, logvar = self.encoder_outputs(xs, which)
+        zero = mu.new_zeros(1, *mu.shape[1:])
+        return torch.cat([zero, mu]), torch.cat([zero, logvar])
+
+    def subset_posteriors(self, xs: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """``q_S`` for every subset: means and log-variances ``(2^M - 1, B, D)``."""
+        mus, logvars = self.experts(xs)
+        return product_of_experts(mus.unsqueeze(1), logvars.unsqueeze(1), self.subset_mask)
+
+    def assignment(self, B: int, device, generator: torch.Generator | None = None,
+                   rule: str | None = None) -> Tensor:
+        """Subset index of each of ``B`` rows."""
+        S = self.n_subsets
+        if (rule or self.mixture_sampling) == "random":
+            return torch.randint(S, (B,), device=device, generator=generator)
+        counts = torch.full((S,), B // S, dtype=torch.long)
+        counts[-1] = B - (S - 1) * (B // S)
+        return torch.repeat_interleave(torch.arange(S), counts).to(device)
+
+    def _loss(self, xs: list[Tensor], beta: float, scaled: bool, assign: Tensor,
+              generator: torch.Generator | None = None) -> Tensor:
+        mu_s, logvar_s = self.subset_posteriors(xs)
+        kl = kl_diag_gaussian_std(mu_s, logvar_s).mean(0)  # sum_S w_S KL_S, (B,)
+        rows = torch.arange(mu_s.shape[1], device=mu_s.device)
+        mu, logvar = mu_s[assign, rows], logvar_s[assign, rows]
+        eps = torch.randn(mu.shape, dtype=mu.dtype, device=mu.device, generator=generator)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        ll = torch.stack([self.component_log_lik(m, self.decode_component(m, z), xs[m])
+                          for m in range(self.n_components)], -1)
+        if scaled:
+            ll = ll * self.llik_scales
+        return -ll.sum(-1) + beta * kl
+
+    def forward(self, xs: list[Tensor]) -> Tensor:
+        assign = self.assignment(xs[0].shape[0], xs[0].device)
+        return self._loss(xs, self.beta, True, assign)
+
+    # ------------------------------------------------------------------------------------------
+    def elbo(self, xs: list[Tensor], n_mc: int = 1, generator: torch.Generator | None = None) -> Tensor:
+        """MoPoE's bound ``sum_S w_S E_{q_S}[sum_m log p(x_m|z)] - sum_S w_S KL(q_S || N(0, I))``,
+        each of the ``n_mc`` draws assigning every row a mixture component at random."""
+        B, dev = xs[0].shape[0], xs[0].device
+        total = 0.0
+        for _ in range(n_mc):
+            assign = self.assignment(B, dev, generator, rule="random")
+            total = total - self._loss(xs, 1.0, False, assign, generator)
+        return total / n_mc
+
+    def encode(self, xs: list[Tensor]) -> Tensor:
+        """Mean of the mixture posterior, ``sum_S w_S mu_S``."""
+        return self.subset_posteriors(xs)[0].mean(0)
+
+    def decode(self, z: Tensor) -> list[Tensor]:
+        return [self.likelihoods[d].mean(self.decode_component(d, z)) for d in range(self.n_components)]
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> list[Tensor]:
+        z = torch.randn((n, self.D), device=self.llik_scales.device, generator=generator)
+        return self.decode(z)
+
+    def complete(self, xs_known: list[Tensor], known: list[int], n_samples: int = 1,
+                 generator: torch.Generator | None = None) -> dict[int, Tensor]:
+        """``z ~ q_K`` (the product of the known experts, with the prior expert as the policy
+        says), decode the unknown components."""
+        mus, logvars = self.experts(xs_known, known)
+        mask = torch.ones(mus.shape[0], dtype=torch.bool, device=mus.device)
+        mask[0] = self._with_prior(tuple(known))
+        mu, logvar = product_of_experts(mus, logvars, mask)
+        eps = torch.randn((n_samples, *mu.shape), dtype=mu.dtype, device=mu.device, generator=generator)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        return {d: self.likelihoods[d].mean(self.decode_component(d, z))
+                for d in range(self.n_components) if d not in known}

@@ -1,0 +1,141 @@
+"""MVAE (Wu & Goodman, 2018): one shared latent, product-of-experts posterior with a prior expert.
+
+The joint posterior of an observed subset S is the product of the N(0, I) prior expert and the
+Gaussian experts ``q_m(z | x_m)`` of S.  Training uses the paper's sub-sampled objective:
+
+    loss = L(all) + sum_m L({m}) + sum_{j=1..n_subsets} L(S_j),
+    L(S) = sum_{m in S} llik_scale_m * (-log p(x_m | z_S)) + beta_t * KL(q_S || N(0, I)),  z_S ~ q_S,
+
+with the random subsets S_j drawn per batch from the subsets of size 2..M-1 (a size uniformly
+among the sizes, then a subset of that size uniformly, no repeats), and ``beta_t`` the optionally
+annealed KL weight (set from outside through :attr:`MVAEModule.kl_weight`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from mcgen.gaussian import product_of_experts
+from mcgen.models._multimodal import SharedLatentModule, kl_diag_gaussian_std, shared_latent_size
+from mcgen.models.base import ComponentSpec
+
+
+class MVAEModule(SharedLatentModule):
+    """MVAE with the sub-sampled training objective.
+
+    Parameters
+    ----------
+    specs : list of ComponentSpec
+        All with the same ``latent_dim`` (the shared latent size).
+    beta : float
+        Weight of every KL term.
+    n_subsets : int
+        Random subsets of size 2..M-1 added to the objective per batch (``k`` of the paper).
+    """
+
+    def __init__(self, specs: list[ComponentSpec], beta: float = 1.0, n_subsets: int = 1):
+        D = shared_latent_size(specs, "MVAE")
+        super().__init__(specs, D)
+        self.beta = float(beta)
+        self.n_subsets = int(n_subsets)
+        #: Annealing factor of the KL weight (1 = no annealing); set by the estimator's callback.
+        self.kl_weight = 1.0
+
+    @property
+    def latent_size(self) -> int:
+        return self.D
+
+    # ------------------------------------------------------------------------------------------
+    def experts(self, xs: list[Tensor], which: list[int] | None = None) -> tuple[Tensor, Tensor]:
+        """Means and log-variances of the prior expert (row 0) and the listed components'
+        experts, each ``(1 + len(which), B, D)``."""
+        mu, logvar = self.encoder_outputs(xs, which)
+        zero = mu.new_zeros(1, *mu.shape[1:])
+        return torch.cat([zero, mu]), torch.cat([zero, logvar])
+
+    def posterior(self, xs: list[Tensor], which: list[int] | None = None) -> tuple[Tensor, Tensor]:
+        """``PoE(prior, q_m for m in which)``: mean and log-variance, each ``(B, D)``."""
+        mus, logvars = self.experts(xs, which)
+        return product_of_experts(mus, logvars)
+
+    def random_subsets(self) -> list[tuple[int, ...]]:
+        """``n_subsets`` distinct subsets of size 2..M-1 drawn with torch's global RNG."""
+        M = self.n_components
+        counts = {s: math.comb(M, s) for s in range(2, M)}
+        drawn: set[tuple[int, ...]] = set()
+        out: list[tuple[int, ...]] = []
+        while len(out) < self.n_subsets and counts:
+            sizes = sorted(counts)
+            size = sizes[int(torch.randint(len(sizes), ()))]
+            while True:
+                s = tuple(sorted(torch.randperm(M)[:size].tolist()))
+                if s not in drawn:
+                    break
+            drawn.add(s)
+            out.append(s)
+            counts[size] -= 1
+            if counts[size] == 0:
+                del counts[size]
+        return out
+
+    def training_subsets(self) -> list[tuple[int, ...]]:
+        M = self.n_components
+        subsets = [tuple(range(M))] + [(m,) for m in range(M)] if M > 1 else [(0,)]
+        return subsets + self.random_subsets()
+
+    def subset_losses(self, xs: list[Tensor], subsets: list[tuple[int, ...]], kl_weight: float,
+                      scaled: bool = True, generator: torch.Generator | None = None) -> Tensor:
+        """``L(S)`` for every listed subset (one sample each), shape ``(len(subsets), B)``."""
+        M = self.n_components
+        mus, logvars = self.experts(xs)
+        mask = torch.zeros(M + 1, len(subsets), dtype=torch.bool, device=mus.device)
+        mask[0] = True
+        for j, s in enumerate(subsets):
+            mask[[1 + m for m in s], j] = True
+        mu, logvar = product_of_experts(mus.unsqueeze(1), logvars.unsqueeze(1), mask)  # (S, B, D)
+        eps = torch.randn(mu.shape, dtype=mu.dtype, device=mu.device, generator=generator)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        loss = kl_weight * kl_diag_gaussian_std(mu, logvar)
+        for m in range(M):
+            rows = [j for j, s in enumerate(subsets) if m in s]
+            if not rows:
+                continue
+            idx = torch.tensor(rows, device=z.device)
+            ll = self.component_log_lik(m, self.decode_component(m, z[idx]), xs[m])  # (n_m, B)
+            if scaled:
+                ll = ll * self.llik_scales[m]
+            loss = loss.index_add(0, idx, -ll)
+        return loss
+
+    def forward(self, xs: list[Tensor]) -> Tensor:
+        subsets = self.training_subsets()
+        return self.subset_losses(xs, subsets, self.beta * self.kl_weight).sum(0)
+
+    # ------------------------------------------------------------------------------------------
+    def elbo(self, xs: list[Tensor], n_mc: int = 1, generator: torch.Generator | None = None) -> Tensor:
+        """Joint ELBO with the PoE of every expert: ``E_q[sum_m log p(x_m|z)] - KL(q || N(0, I))``."""
+        full = [tuple(range(self.n_components))] * n_mc
+        return -self.subset_losses(xs, full, 1.0, scaled=False, generator=generator).mean(0)
+
+    def encode(self, xs: list[Tensor]) -> Tensor:
+        return self.posterior(xs)[0]
+
+    def decode(self, z: Tensor) -> list[Tensor]:
+        return [self.likelihoods[d].mean(self.decode_component(d, z)) for d in range(self.n_components)]
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> list[Tensor]:
+        dev = self.llik_scales.device
+        z = torch.randn((n, self.D), device=dev, generator=generator)
+        return self.decode(z)
+
+    def complete(self, xs_known: list[Tensor], known: list[int], n_samples: int = 1,
+                 generator: torch.Generator | None = None) -> dict[int, Tensor]:
+        """``z ~ PoE(prior, q_k for k in known)``, decode the unknown components."""
+        mu, logvar = self.posterior(xs_known, known)
+        eps = torch.randn((n_samples, *mu.shape), dtype=mu.dtype, device=mu.device, generator=generator)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        return {d: self.likelihoods[d].mean(self.decode_component(d, z))
+                for d in range(self.n_components) if d not in known}
