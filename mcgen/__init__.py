@@ -2,11 +2,13 @@
 
 __version__ = "0.1.0"
 
+from mcgen import metrics, scoring  # noqa: E402
 from mcgen.base import MultiComponentVAE  # noqa: E402
 from mcgen.baselines import MMVAE, MVAE, MMVAEPlus, MoPoEVAE  # noqa: E402
 from mcgen.components import Components  # noqa: E402
 from mcgen.estimators import GMRFMultiComponentVAE  # noqa: E402
 from mcgen.plugins import load_dataset  # noqa: E402
+from mcgen.scoring import get_scorer  # noqa: E402
 
 __all__ = [
     "Components",
@@ -17,5 +19,8 @@ __all__ = [
     "MoPoEVAE",
     "MultiComponentVAE",
     "__version__",
+    "get_scorer",
     "load_dataset",
+    "metrics",
+    "scoring",
 ]
