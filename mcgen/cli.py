@@ -49,15 +49,48 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _plugins(args: argparse.Namespace) -> int:
-    from mcgen.plugins import get_registries
+    import json
 
+    from mcgen.plugins import get_plugin_manager, get_registries
+
+    pm = get_plugin_manager()
     regs = get_registries()
-    for title, table in (("architectures", regs.architectures), ("datasets", regs.datasets),
-                         ("metrics", regs.metrics)):
-        print(f"{title}:")
-        for name, entry in sorted(table.items()):
-            dist = f"{entry.distribution} {entry.version}" if entry.distribution else "(no distribution)"
-            print(f"  {name:24s} {entry.plugin:40s} {dist}")
+    tables = {"architectures": regs.architectures, "datasets": regs.datasets, "metrics": regs.metrics}
+    origins = {}
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None:  # blocked
+            continue
+        dist, version = pm.plugin_distribution(plugin) if hasattr(pm, "plugin_distribution") else (None, None)
+        origins[name] = {"distribution": dist, "version": version}
+    if args.json:
+        out = {"plugins": origins}
+        for title, table in tables.items():
+            out[title] = {
+                name: {"plugin": e.plugin, "distribution": e.distribution, "version": e.version,
+                       **{k: (list(v) if isinstance(v, tuple) else v) for k, v in e.meta.items()}}
+                for name, e in sorted(table.items())
+            }
+        print(json.dumps(out, indent=2, default=str))
+        return 0
+
+    def where(dist, version):
+        return f"{dist} {version}" if dist else "(in-process)"
+
+    w_name = max([len(n) for t in tables.values() for n in t] + [8])
+    w_plug = max([len(n) for n in origins] + [8])
+    w_dist = max([len(where(o["distribution"], o["version"])) for o in origins.values()] + [8])
+    print("plugins:")
+    for name, o in origins.items():
+        print(f"  {name:{w_plug}s} {where(o['distribution'], o['version'])}")
+    for title, table in tables.items():
+        print(f"\n{title}:")
+        if not table:
+            print("  (none)")
+        for name, e in sorted(table.items()):
+            extra = f"[{', '.join(e.meta['kinds'])}] " if "kinds" in e.meta else ""
+            desc = e.meta.get("description", "")
+            print(f"  {name:{w_name}s} {e.plugin:{w_plug}s} {where(e.distribution, e.version):{w_dist}s} "
+                  f"{extra}{desc}".rstrip())
     return 0
 
 
@@ -73,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--plot", default="copula_pairs.png", help="pair-plot PNG path ('' to skip)")
     demo.add_argument("--verbose", type=int, default=0)
     demo.set_defaults(func=_demo)
-    plugins = sub.add_parser("plugins", help="list registered architectures, datasets and metrics")
+    plugins = sub.add_parser("plugins", help="list registered architectures, datasets and metrics, and the "
+                             "plugin and distribution version each came from")
+    plugins.add_argument("--json", action="store_true", help="print JSON instead of a table")
     plugins.set_defaults(func=_plugins)
     args = parser.parse_args(argv)
     return args.func(args)
