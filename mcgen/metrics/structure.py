@@ -14,7 +14,8 @@ def spearman_matrix(arrays: list[np.ndarray]) -> np.ndarray:
     if X.shape[1] == 1:
         return np.ones((1, 1))
     rho = stats.spearmanr(X).statistic
-    rho = np.atleast_2d(rho)
+    if np.ndim(rho) == 0:  # SciPy returns a scalar, not a matrix, for exactly two columns
+        rho = np.array([[1.0, rho], [rho, 1.0]])
     # Constant columns give NaN correlations: count them as uncorrelated.
     return np.nan_to_num(rho, nan=0.0)
 
