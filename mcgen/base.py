@@ -129,7 +129,7 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
                 raise ValueError(f"latent_dim for component {i} must be a positive integer, got {d!r}")
             shape = C.component_shapes[i]
             names = []
-            for role, arch in (("encoder", encoders[i]), ("decoder", decoders[i])):
+            for arch in (encoders[i], decoders[i]):
                 if arch == "auto":
                     arch = self._auto_architecture(shape, registered)
                 get_architecture(arch)  # raises a clear error listing the valid names

@@ -55,7 +55,7 @@ class GMRFMultiComponentVAE(MultiComponentVAE):
     concatenated per-component latents, with closed-form conditional generation.
 
     Parameters
-    ----------""" + _COMMON_DOC.format(latent=2, beta=0.01, epochs=200) + """
+    ----------""" + _COMMON_DOC.format(latent=2, beta=0.1, epochs=100) + """
     covariance : {"elementwise", "blockwise"}, default="elementwise"
         SPD construction of the posterior covariance (see ``docs/mathematics.md``).
     epsilon : float, default=0.9
@@ -87,9 +87,9 @@ class GMRFMultiComponentVAE(MultiComponentVAE):
     [(3, 2), (3, 2), (3, 2), (3, 2)]
     """
 
-    def __init__(self, latent_dim=2, beta=0.01, *, encoder="auto", decoder="auto", encoder_kwargs=None,
+    def __init__(self, latent_dim=2, beta=0.1, *, encoder="auto", decoder="auto", encoder_kwargs=None,
                  decoder_kwargs=None, likelihood="gaussian", llik_scaling=None, standardize=True,
-                 max_epochs=200, batch_size=256, lr=1e-3, optimizer="adam", device="cpu", callbacks=None,
+                 max_epochs=100, batch_size=256, lr=1e-3, optimizer="adam", device="cpu", callbacks=None,
                  valid_fraction=None, patience=10, clip_grad_norm=None, net_kwargs=None,
                  random_state=None, verbose=0, covariance="elementwise", epsilon=0.9, delta=1e-6,
                  offdiag_hidden=128, offdiag_layers=2, prior="learned", refit_prior=True):

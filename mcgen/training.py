@@ -79,7 +79,7 @@ class DivergenceGuard(Callback):
             n_batch = len(net.history[-1, "batches"]) if len(net.history) else 0
             phase = "training" if training else "validation"
             raise TrainingDivergedError(
-                f"the {phase} loss became {float(loss)} at epoch {epoch}, batch {n_batch}; "
+                f"the {phase} loss became {float(loss.detach())} at epoch {epoch}, batch {n_batch}; "
                 f"try a smaller learning rate (lr={net.lr:g} now), gradient clipping "
                 "(clip_grad_norm=...), or check the data for extreme values"
             )

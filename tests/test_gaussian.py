@@ -18,8 +18,6 @@ from mcgen.gaussian import (
 )
 
 
-
-
 def _offdiag(B, sizes, scale, rng):
     """Random symmetric W with zero diagonal blocks."""
     D = sum(sizes)
