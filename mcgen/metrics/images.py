@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import types
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -220,8 +221,9 @@ def frechet_distance(feats_a, feats_b, eps: float = 1e-6) -> MetricResult:
 
     ``||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))`` with sample means and (unbiased)
     covariances; the matrix square root is :func:`scipy.linalg.sqrtm`.  When it returns
-    non-finite values or an imaginary part larger than ``1e-3`` (near-singular covariances), it is
-    retried with ``eps * I`` added to both covariances (``details["offset"]`` says so).
+    non-finite values or an imaginary part larger than ``1e-3``, or warns that the product is
+    singular (e.g. a constant feature), it is retried with ``eps * I`` added to both covariances
+    (``details["offset"]`` says so; the value then carries an error of order ``sqrt(eps)``).
 
     Parameters
     ----------
@@ -240,12 +242,18 @@ def frechet_distance(feats_a, feats_b, eps: float = 1e-6) -> MetricResult:
     mu_a, mu_b = a.mean(0), b.mean(0)
     S_a = np.atleast_2d(np.cov(a, rowvar=False))
     S_b = np.atleast_2d(np.cov(b, rowvar=False))
-    covmean = linalg.sqrtm(S_a @ S_b)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(S_a @ S_b)
+    singular = any(issubclass(w.category, linalg.LinAlgWarning) for w in caught)
     offset = 0.0
-    if not np.isfinite(covmean).all() or (np.iscomplexobj(covmean) and np.abs(covmean.imag).max() > 1e-3):
+    if singular or not np.isfinite(covmean).all() or (
+            np.iscomplexobj(covmean) and np.abs(covmean.imag).max() > 1e-3):
         offset = float(eps)
         eye = np.eye(S_a.shape[0])
-        covmean = linalg.sqrtm((S_a + offset * eye) @ (S_b + offset * eye))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", linalg.LinAlgWarning)
+            covmean = linalg.sqrtm((S_a + offset * eye) @ (S_b + offset * eye))
         if not np.isfinite(covmean).all():
             raise FloatingPointError("the matrix square root of S_a S_b is not finite even with the offset")
     covmean = np.real(covmean)
