@@ -460,3 +460,15 @@ def test_cli_lists_everything_with_its_origin(capsys):
     assert set(data["architectures"]) == set(regs.architectures)
     assert set(data["datasets"]) == set(regs.datasets) and set(data["metrics"]) == set(regs.metrics)
     assert data["architectures"]["tcn"]["kinds"] == ["sequence"]
+
+
+def test_the_example_plugins_own_tests_pass():
+    """The worked example of docs/plugins.md keeps its own test suite green."""
+    import subprocess
+
+    tests = MCGEN_DIR.parent / "plugins" / "mcgen-sequence" / "tests"
+    assert tests.is_dir()
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)],
+                         capture_output=True, text=True, cwd=MCGEN_DIR.parent, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert " passed" in res.stdout and "failed" not in res.stdout
