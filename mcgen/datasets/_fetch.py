@@ -48,11 +48,16 @@ def get_data_home(data_home: str | os.PathLike | None = None) -> Path:
 
 
 def _writable_dir(path: Path) -> bool:
+    """True when ``path`` exists (or can be created) and may be written.
+
+    A folder whose mode has no write bit at all counts as read-only even for root (who passes
+    ``os.access``), so a shared read-only data folder is never written into.
+    """
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError:
         return False
-    return os.access(path, os.W_OK | os.X_OK)
+    return os.access(path, os.W_OK | os.X_OK) and bool(path.stat().st_mode & 0o222)
 
 
 def get_cache_dir(data_home: str | os.PathLike | None, subdir: str) -> Path:
