@@ -212,7 +212,10 @@ class MCGenPluginManager(pluggy.PluginManager):
 
     def list_plugin_distributions(self) -> list[tuple[object, importlib.metadata.Distribution]]:
         """(plugin, distribution) pairs for every plugin loaded through an entry point."""
-        return super().list_plugin_distributions() + list(self._ep_distributions)
+        # list_plugin_distinfo exists in every pluggy >= 1.3 (list_plugin_distributions only
+        # from 1.7); unwrap its legacy DistFacade to the importlib.metadata distribution.
+        loaded_by_pluggy = [(p, getattr(d, "_dist", d)) for p, d in self.list_plugin_distinfo()]
+        return loaded_by_pluggy + list(self._ep_distributions)
 
     def plugin_distribution(self, plugin: object) -> tuple[str | None, str | None]:
         """``(distribution name, version)`` a registered plugin came from.
@@ -264,7 +267,7 @@ def _plugin_origin(pm: pluggy.PluginManager, plugin: object) -> tuple[str, str |
     name = pm.get_name(plugin) or repr(plugin)
     if isinstance(pm, MCGenPluginManager):
         return (name, *pm.plugin_distribution(plugin))
-    for plug, dist in pm.list_plugin_distributions():
+    for plug, dist in pm.list_plugin_distinfo():
         if plug is plugin:
             return name, dist.metadata["Name"], dist.version
     return name, None, None
