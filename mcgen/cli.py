@@ -51,10 +51,14 @@ def _demo(args: argparse.Namespace) -> int:
 def _plugins(args: argparse.Namespace) -> int:
     import json
 
-    from mcgen.plugins import get_plugin_manager, get_registries
+    from mcgen.plugins import PluginError, get_plugin_manager, get_registries
 
-    pm = get_plugin_manager()
-    regs = get_registries()
+    try:
+        pm = get_plugin_manager()
+        regs = get_registries()
+    except PluginError as exc:  # a broken or clashing plugin: say which, without a traceback
+        print(f"mcgen plugins: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     tables = {"architectures": regs.architectures, "datasets": regs.datasets, "metrics": regs.metrics}
     origins = {}
     for name, plugin in pm.list_name_plugin():

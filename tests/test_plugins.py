@@ -472,3 +472,18 @@ def test_the_example_plugins_own_tests_pass():
                          capture_output=True, text=True, cwd=MCGEN_DIR.parent, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     assert " passed" in res.stdout and "failed" not in res.stdout
+
+
+def test_cli_reports_a_broken_plugin_without_a_traceback(fake_site, monkeypatch, capsys):
+    monkeypatch.delenv(DISABLE_AUTOLOAD_ENV, raising=False)
+    _fake_distribution(fake_site, "fakeclash", "0.3", "mcgen_fake_clash2", """
+        from mcgen.plugins import hookimpl
+
+        @hookimpl
+        def mcgen_register_architectures(register):
+            register("resnet", object, object)
+    """, "clash2")
+    assert cli_main(["plugins"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mcgen plugins: PluginClashError: architecture 'resnet' is registered twice")
+    assert "'clash2' (fakeclash 0.3)" in err
