@@ -76,9 +76,9 @@ class _SharedLatentVAE(MultiComponentVAE):
             d = d[0]
         return _positive_int(d, "latent_dim")
 
-    def _resolve_specs(self, C: Components) -> list[ComponentSpec]:
-        D = self._shared_latent(C.n_components)
-        specs = super()._resolve_specs(C)
+    def _resolve_specs(self, C: Components | None, shapes=None) -> list[ComponentSpec]:
+        D = self._shared_latent(C.n_components if C is not None else len(shapes))
+        specs = super()._resolve_specs(C, shapes)
         return [dataclasses.replace(s, latent_dim=D) for s in specs]
 
 
@@ -137,7 +137,7 @@ class MVAE(_SharedLatentVAE):
                  decoder_kwargs=None, likelihood="gaussian", llik_scaling=None, standardize=True,
                  max_epochs=200, batch_size=256, lr=1e-3, optimizer="adam", device="cpu", callbacks=None,
                  valid_fraction=None, patience=10, clip_grad_norm=None, net_kwargs=None,
-                 random_state=None, verbose=0, n_subsets=1, kl_annealing=0):
+                 random_state=None, verbose=0, checkpoint_dir=None, n_subsets=1, kl_annealing=0):
         _store(self, locals())
 
     def _build_module(self, specs: list[ComponentSpec]) -> MVAEModule:
@@ -169,8 +169,10 @@ class MMVAE(_SharedLatentVAE):
     objective : {"elbo", "iwae", "dreg"}, default="dreg"
         Stratified ELBO, stratified IWAE, or IWAE with doubly-reparameterised gradients
         (implemented correctly: importance weights squared on the path derivative).
-    K : int, default=10
-        Importance samples per component (the paper's MNIST-SVHN run uses 30).
+    K : int, default=1
+        Importance samples per component.  The paper's MNIST-SVHN run uses 30; every sample is
+        decoded by all M decoders, so the cost of a step grows as M^2 K (with K = 1, ``"dreg"``
+        is the path-derivative "sticking the landing" ELBO gradient).
     looser : bool, default=True
         IWAE/DReG with the log-mean-exp per component (the paper's stratified bound) or over all
         ``M K`` samples.
@@ -186,7 +188,8 @@ class MMVAE(_SharedLatentVAE):
                  decoder_kwargs=None, likelihood="gaussian", llik_scaling=None, standardize=True,
                  max_epochs=200, batch_size=256, lr=1e-3, optimizer="adam", device="cpu", callbacks=None,
                  valid_fraction=None, patience=10, clip_grad_norm=None, net_kwargs=None,
-                 random_state=None, verbose=0, objective="dreg", K=10, looser=True, posterior="laplace",
+                 random_state=None, verbose=0, checkpoint_dir=None,
+                 objective="dreg", K=1, looser=True, posterior="laplace",
                  posterior_scale="softmax", learn_prior=True):
         _store(self, locals())
 
@@ -218,7 +221,7 @@ class MoPoEVAE(_SharedLatentVAE):
                  decoder_kwargs=None, likelihood="gaussian", llik_scaling=None, standardize=True,
                  max_epochs=200, batch_size=256, lr=1e-3, optimizer="adam", device="cpu", callbacks=None,
                  valid_fraction=None, patience=10, clip_grad_norm=None, net_kwargs=None,
-                 random_state=None, verbose=0, prior_expert="full", mixture_sampling="partition"):
+                 random_state=None, verbose=0, checkpoint_dir=None, prior_expert="full", mixture_sampling="partition"):
         _store(self, locals())
 
     def _build_module(self, specs: list[ComponentSpec]) -> MoPoEModule:
@@ -252,7 +255,8 @@ class MMVAEPlus(_SharedLatentVAE):
                  decoder_kwargs=None, likelihood="gaussian", llik_scaling=None, standardize=True,
                  max_epochs=200, batch_size=256, lr=1e-3, optimizer="adam", device="cpu", callbacks=None,
                  valid_fraction=None, patience=10, clip_grad_norm=None, net_kwargs=None,
-                 random_state=None, verbose=0, private_dim=2, objective="elbo", K=1, posterior="laplace",
+                 random_state=None, verbose=0, checkpoint_dir=None,
+                 private_dim=2, objective="elbo", K=1, posterior="laplace",
                  posterior_scale="softmax"):
         _store(self, locals())
 

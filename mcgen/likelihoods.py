@@ -36,7 +36,8 @@ class _ScaledLikelihood(Likelihood):
                  min_scale: float = 1e-3):
         super().__init__()
         self.learn_scale = learn_scale
-        self.min_scale = min_scale
+        # The floor guards a learned scale only; a fixed scale is used exactly as given.
+        self.min_scale = min_scale if learn_scale else 0.0
         init = torch.full(shape, math.log(scale))
         if learn_scale:
             self.log_scale = nn.Parameter(init)

@@ -1,0 +1,231 @@
+"""Benchmark: all five estimators side by side on the Copula data (the paper's Table I setting).
+
+Every model uses the paper's networks (encoders 2 -> 256 -> 256 -> heads, decoders
+latent -> 256 -> 256 -> 2), latent size 2 per component for the GMRF model and 3 (shared) for the
+baselines (MMVAE+: shared 3, component-specific 1), batch 256, Adam 1e-3.  Each model is trained
+on ``--n-train`` rows for ``--epochs`` epochs per seed; unconditional samples and conditional
+completions from every single observed component are compared with held-out rows by the metrics
+of the GMRF benchmark (marginal, joint and sliced Wasserstein, dependency error; the conditional
+ones on full rows, as :func:`mcgen.metrics.conditional_metrics`), next to the noise floor, plus
+the paper's Table I columns: marginal W1 x 1000 per coordinate ("Dim 1", "Dim 2"), averaged over
+components (conditional: over the generated components only), and seconds per epoch.
+
+``--beta-search`` first trains every model once (first seed) for each beta of ``--grid`` (the
+paper's {2.5, 1, 0.1, 0.05, 0.001}) and keeps, per model, the beta with the smallest mean of the
+unconditional and conditional joint Wasserstein distances on a separate validation set (both
+divided by their noise floor).
+
+    python benchmarks/copula.py                                    # paper settings, default betas
+    python benchmarks/copula.py --beta-search --epochs 20 --n-train 5000 --seeds 0
+    python benchmarks/copula.py --epochs 1 --n-train 200 --seeds 0 --out /tmp/c.json   # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+import mcgen
+from mcgen import load_dataset
+from mcgen.metrics import conditional_metrics, marginal_wasserstein, noise_floor, unconditional_metrics
+
+METRICS = ("marginal_wasserstein", "joint_wasserstein", "sliced_wasserstein", "dependency_error")
+MODELS = ("gmrf", "mvae", "mmvae", "mopoe", "mmvaeplus")
+LABELS = {"gmrf": "GMRF MCVAE", "mvae": "MVAE", "mmvae": "MMVAE", "mopoe": "MoPoE-VAE", "mmvaeplus": "MMVAE+"}
+PAPER_GRID = (2.5, 1.0, 0.1, 0.05, 0.001)
+#: The paper's Table I (marginal W x 1000, mean of both coordinates), for the record.
+PAPER_TABLE_I = {"unconditional": {"mvae": 2.9, "mmvae": 4.8, "mopoe": 2.2, "mmvaeplus": 6.5, "gmrf": 0.86},
+                 "conditional": {"mvae": 3.1, "mmvae": 5.0, "mopoe": 5.9, "mmvaeplus": 5.1, "gmrf": 2.6}}
+
+
+def make_estimator(name: str, beta: float, seed: int, args: argparse.Namespace):
+    """The estimator ``name`` with the paper's Copula settings."""
+    common = dict(beta=beta, max_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, random_state=seed)
+    if name == "gmrf":
+        return mcgen.GMRFMultiComponentVAE(latent_dim=2, **common)
+    if name == "mvae":
+        return mcgen.MVAE(latent_dim=3, **common)
+    if name == "mmvae":
+        return mcgen.MMVAE(latent_dim=3, objective=args.mmvae_objective, K=args.mmvae_k, **common)
+    if name == "mopoe":
+        return mcgen.MoPoEVAE(latent_dim=3, **common)
+    if name == "mmvaeplus":
+        return mcgen.MMVAEPlus(latent_dim=3, private_dim=1, **common)
+    raise ValueError(f"unknown model {name!r}; valid: {', '.join(MODELS)}")
+
+
+def default_beta(name: str) -> float:
+    cls = {"gmrf": mcgen.GMRFMultiComponentVAE, "mvae": mcgen.MVAE, "mmvae": mcgen.MMVAE,
+           "mopoe": mcgen.MoPoEVAE, "mmvaeplus": mcgen.MMVAEPlus}[name]
+    return float(cls().beta)
+
+
+def table1_columns(est, X_test, seed: int) -> dict:
+    """Marginal W1 x 1000 per coordinate, unconditional and conditional (generated components)."""
+    ref = list(X_test.arrays)
+    M = len(ref)
+    gen = est.sample(len(ref[0]), random_state=seed)
+    unc = marginal_wasserstein(gen, ref).details["per_coordinate"].mean(0) * 1000
+    per = []
+    for k in range(M):
+        full = est.predict_missing(ref, known=[k], random_state=seed)
+        unknown = [i for i in range(M) if i != k]
+        per.append(marginal_wasserstein([full[i] for i in unknown],
+                                        [ref[i] for i in unknown]).details["per_coordinate"].mean(0))
+    cond = np.mean(per, 0) * 1000
+    return {"unconditional": [float(v) for v in unc], "conditional": [float(v) for v in cond]}
+
+
+def train_and_evaluate(name: str, beta: float, seed: int, X, X_eval, args) -> dict:
+    est = make_estimator(name, beta, seed, args)
+    t0 = time.perf_counter()
+    est.fit(X)
+    secs = time.perf_counter() - t0
+    unc = unconditional_metrics(est, X_eval, random_state=seed)
+    cond = conditional_metrics(est, X_eval, random_state=seed)
+    return {"model": name, "beta": beta, "seed": seed, "seconds": secs,
+            "seconds_per_epoch": secs / len(est.history_), "epochs": len(est.history_),
+            "unconditional": unc, "conditional": cond["mean"],
+            "conditional_per_subset": {str(k): v for k, v in cond["per_subset"].items()},
+            "table1": table1_columns(est, X_eval, seed),
+            "final_train_loss": float(est.history_[-1, "train_loss"])}
+
+
+def beta_search(models, X, args, log) -> dict:
+    X_val, _ = load_dataset("copula", n_samples=args.n_test, random_state=3)
+    X_val_ref, _ = load_dataset("copula", n_samples=args.n_test, random_state=4)
+    floor = noise_floor(X_val_ref, X_val)
+    trials = []
+    chosen = {}
+    for name in models:
+        scores = {}
+        for beta in args.grid:
+            r = train_and_evaluate(name, beta, args.seeds[0], X, X_val, args)
+            crit = 0.5 * (r["unconditional"]["joint_wasserstein"] + r["conditional"]["joint_wasserstein"]) \
+                / floor["joint_wasserstein"]
+            r["criterion"] = crit
+            trials.append(r)
+            scores[beta] = crit
+            log(f"search {name} beta={beta:g}: criterion {crit:.2f} ({r['seconds_per_epoch']:.2f} s/epoch)")
+        chosen[name] = min(scores, key=scores.get)
+        log(f"search {name}: chose beta={chosen[name]:g}")
+    return {"criterion": "mean of unconditional and conditional joint Wasserstein / noise floor, validation set",
+            "grid": list(args.grid), "chosen": chosen, "noise_floor": floor, "trials": trials}
+
+
+def summarise(runs: list[dict]) -> dict:
+    out = {}
+    for name in dict.fromkeys(r["model"] for r in runs):
+        rs = [r for r in runs if r["model"] == name]
+        s = {"beta": rs[0]["beta"], "seeds": [r["seed"] for r in rs],
+             "seconds_per_epoch": float(np.mean([r["seconds_per_epoch"] for r in rs]))}
+        for kind in ("unconditional", "conditional"):
+            s[kind] = {m: {"mean": float(np.mean([r[kind][m] for r in rs])),
+                           "std": float(np.std([r[kind][m] for r in rs]))} for m in METRICS}
+            t = np.array([r["table1"][kind] for r in rs])  # (seeds, coords)
+            s["table1_" + kind] = {"per_coordinate_mean": t.mean(0).tolist(), "per_coordinate_std": t.std(0).tolist(),
+                                   "mean": float(t.mean())}
+        out[name] = s
+    return out
+
+
+def print_table(res: dict) -> None:
+    s, floor = res["summary"], res["noise_floor"]
+    st = res["settings"]
+    print(f"\nCopula, {st['epochs']} epochs, {st['n_train']} training rows, seeds {st['seeds']} "
+          f"(mean over seeds; W x 1000)")
+    print(f"{'model':11s} {'beta':>6s} | {'uncond D1':>9s} {'D2':>6s} {'mean':>6s} | {'cond D1':>7s} {'D2':>6s} "
+          f"{'mean':>6s} | {'s/epoch':>7s}")
+    for name, r in s.items():
+        u, c = r["table1_unconditional"], r["table1_conditional"]
+        print(f"{LABELS[name]:11s} {r['beta']:6g} | {u['per_coordinate_mean'][0]:9.2f} {u['per_coordinate_mean'][1]:6.2f} "
+              f"{u['mean']:6.2f} | {c['per_coordinate_mean'][0]:7.2f} {c['per_coordinate_mean'][1]:6.2f} "
+              f"{c['mean']:6.2f} | {r['seconds_per_epoch']:7.2f}")
+    print("\nGMRF-benchmark metrics, ratio to the noise floor (unconditional / conditional):")
+    print(f"{'model':11s} " + " ".join(f"{m:>24s}" for m in METRICS))
+    for name, r in s.items():
+        cells = [f"{r['unconditional'][m]['mean'] / floor[m]:10.2f} / {r['conditional'][m]['mean'] / floor[m]:<10.2f}"
+                 for m in METRICS]
+        print(f"{LABELS[name]:11s} " + " ".join(f"{c:>24s}" for c in cells))
+    print("noise floor: " + ", ".join(f"{m} {floor[m]:.4g}" for m in METRICS))
+
+
+def write(res: dict, path: str | None) -> None:
+    if path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(res, f, indent=1, default=float)
+
+
+def run(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    models = list(args.models)
+    for m in models:
+        if m not in MODELS:
+            raise SystemExit(f"unknown model {m!r}; valid: {', '.join(MODELS)}")
+    X, _ = load_dataset("copula", n_samples=args.n_train, random_state=0)
+    X_test, _ = load_dataset("copula", n_samples=args.n_test, random_state=1)
+    X_ref, _ = load_dataset("copula", n_samples=args.n_test, random_state=2)
+    res = {"settings": vars(args), "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+           "torch": torch.__version__, "threads": args.threads},
+           "noise_floor": noise_floor(X_ref, X_test), "paper_table_I": PAPER_TABLE_I, "runs": []}
+
+    def log(msg):
+        print(msg, flush=True)
+
+    betas = {m: default_beta(m) for m in models}
+    for item in args.beta or []:
+        name, _, value = item.partition("=")
+        betas[name] = float(value)
+    if args.beta_search:
+        res["beta_search"] = beta_search(models, X, args, log)
+        betas.update(res["beta_search"]["chosen"])
+        write(res, args.out)
+        if args.search_only:
+            return res
+    for name in models:
+        for seed in args.seeds:
+            r = train_and_evaluate(name, betas[name], seed, X, X_test, args)
+            res["runs"].append(r)
+            res["summary"] = summarise(res["runs"])
+            write(res, args.out)  # after every run, so a long job leaves partial results
+            log(f"{name} seed {seed} beta {betas[name]:g}: {r['seconds_per_epoch']:.2f} s/epoch, "
+                f"table1 {r['table1']}")
+    return res
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--n-train", type=int, default=10_000)
+    p.add_argument("--n-test", type=int, default=2000)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--models", nargs="+", default=list(MODELS), help=f"subset of {', '.join(MODELS)}")
+    p.add_argument("--beta", action="append", metavar="MODEL=BETA",
+                   help="fix a model's beta (default: the class default), e.g. --beta mvae=0.1")
+    p.add_argument("--beta-search", action="store_true", help="choose each model's beta on a validation set")
+    p.add_argument("--search-only", action="store_true", help="stop after the beta search")
+    p.add_argument("--grid", type=float, nargs="+", default=list(PAPER_GRID))
+    p.add_argument("--mmvae-objective", default="dreg", choices=("elbo", "iwae", "dreg"))
+    p.add_argument("--mmvae-k", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "copula.json"))
+    args = p.parse_args(argv)
+    res = run(args)
+    if res["runs"]:
+        print_table(res)
+    if args.out:
+        print(f"JSON written to {args.out}")
+    return res
+
+
+if __name__ == "__main__":
+    main()
