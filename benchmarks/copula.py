@@ -144,8 +144,8 @@ def print_table(res: dict) -> None:
           f"{'mean':>6s} | {'s/epoch':>7s}")
     for name, r in s.items():
         u, c = r["table1_unconditional"], r["table1_conditional"]
-        print(f"{LABELS[name]:11s} {r['beta']:6g} | {u['per_coordinate_mean'][0]:9.2f} {u['per_coordinate_mean'][1]:6.2f} "
-              f"{u['mean']:6.2f} | {c['per_coordinate_mean'][0]:7.2f} {c['per_coordinate_mean'][1]:6.2f} "
+        (u1, u2), (c1, c2) = u["per_coordinate_mean"], c["per_coordinate_mean"]
+        print(f"{LABELS[name]:11s} {r['beta']:6g} | {u1:9.2f} {u2:6.2f} {u['mean']:6.2f} | {c1:7.2f} {c2:6.2f} "
               f"{c['mean']:6.2f} | {r['seconds_per_epoch']:7.2f}")
     print("\nGMRF-benchmark metrics, ratio to the noise floor (unconditional / conditional):")
     print(f"{'model':11s} " + " ".join(f"{m:>24s}" for m in METRICS))
