@@ -7,6 +7,7 @@ from mcgen.base import MultiComponentVAE  # noqa: E402
 from mcgen.baselines import MMVAE, MVAE, MMVAEPlus, MoPoEVAE  # noqa: E402
 from mcgen.components import Components  # noqa: E402
 from mcgen.estimators import GMRFMultiComponentVAE  # noqa: E402
+from mcgen.persistence import load  # noqa: E402
 from mcgen.plugins import load_dataset  # noqa: E402
 from mcgen.scoring import get_scorer  # noqa: E402
 
@@ -20,6 +21,7 @@ __all__ = [
     "MultiComponentVAE",
     "__version__",
     "get_scorer",
+    "load",
     "load_dataset",
     "metrics",
     "scoring",

@@ -8,6 +8,7 @@ NumPy-in / NumPy-out estimator methods.  It knows nothing of the mathematics of 
 from __future__ import annotations
 
 import contextlib
+import json
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -24,7 +25,7 @@ from mcgen.components import Components, as_components
 from mcgen.likelihoods import LIKELIHOODS
 from mcgen.models.base import ComponentSpec, MultiComponentModule
 from mcgen.plugins import get_architecture, get_registries
-from mcgen.training import ComponentsDataset, DivergenceGuard, MultiComponentNet
+from mcgen.training import ComponentsDataset, DivergenceGuard, JitterCounter, MultiComponentNet
 
 #: Likelihoods whose component is standardised internally (location-scale families).
 _STANDARDISED_LIKELIHOODS = ("gaussian", "laplace")
@@ -54,8 +55,8 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
     See :class:`mcgen.GMRFMultiComponentVAE` for the parameters every estimator shares.
     """
 
-    # Subclasses list their own model parameters here (passed to ``_build_module``).
-    _model_params: tuple[str, ...] = ()
+    #: Folder for per-epoch checkpoints (a parameter of every public estimator; class default).
+    checkpoint_dir = None
     #: Default latent size (the paper's settings differ per method).
     _default_latent_dim = 2
 
@@ -111,8 +112,12 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
             self._check_finite(a, i)
         return list(C.arrays)
 
-    def _resolve_specs(self, C: Components) -> list[ComponentSpec]:
-        M = C.n_components
+    def _resolve_specs(self, C: Components | None, shapes: Sequence[tuple[int, ...]] | None = None
+                       ) -> list[ComponentSpec]:
+        """Per-component specs from the parameters and the component shapes (``C`` gives the
+        shapes and allows data-dependent checks; ``shapes`` alone is used when loading)."""
+        shapes = C.component_shapes if C is not None else [tuple(sh) for sh in shapes]
+        M = len(shapes)
         latent = self.latent_dim if self.latent_dim is not None else self._default_latent_dim
         latent = _per_component(latent, M, "latent_dim")
         encoders = _per_component(self.encoder, M, "encoder")
@@ -127,7 +132,7 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
             d = latent[i]
             if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1:
                 raise ValueError(f"latent_dim for component {i} must be a positive integer, got {d!r}")
-            shape = C.component_shapes[i]
+            shape = shapes[i]
             names = []
             for arch in (encoders[i], decoders[i]):
                 if arch == "auto":
@@ -140,7 +145,7 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
                 raise ValueError(
                     f"unknown likelihood {lik_name!r} for component {i}; valid: {', '.join(LIKELIHOODS)}"
                 )
-            if lik_name == "bernoulli":
+            if lik_name == "bernoulli" and C is not None:
                 a = C.arrays[i]
                 if a.size and (a.min() < 0 or a.max() > 1):
                     raise ValueError(
@@ -214,7 +219,7 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
     # fitting
     # ------------------------------------------------------------------------------------------
     def _make_net(self, module: MultiComponentModule, seed: int) -> MultiComponentNet:
-        callbacks: list = [("divergence_guard", DivergenceGuard())]
+        callbacks: list = [("divergence_guard", DivergenceGuard()), ("jitter_counter", JitterCounter())]
         if self.clip_grad_norm is not None:
             callbacks.append(("grad_clip", GradientNormClipping(gradient_clip_value=self.clip_grad_norm)))
         if self.valid_fraction is not None:
@@ -224,6 +229,11 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
             callbacks.append(("progress", ProgressBar()))
         for k, cb in enumerate(self.callbacks or []):
             callbacks.append(cb if isinstance(cb, tuple) else (f"user_{k}_{type(cb).__name__}", cb))
+        if self.checkpoint_dir is not None:
+            from mcgen.persistence import EpochCheckpoint
+
+            # last, so that it saves the state after every other callback has run
+            callbacks.append(("epoch_checkpoint", EpochCheckpoint(str(self.checkpoint_dir), self)))
         if self.valid_fraction is not None:
             vf = float(self.valid_fraction)
             if not 0 < vf < 1:
@@ -267,7 +277,7 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
         # Stays on CPU; skorch moves each batch to the device.
         return ComponentsDataset([self._to_tensor(a, i) for i, a in enumerate(arrays)])
 
-    def fit(self, X, y=None) -> MultiComponentVAE:
+    def fit(self, X, y=None, *, resume: bool = False) -> MultiComponentVAE:
         """Fit the model.
 
         Parameters
@@ -275,6 +285,10 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
         X : list of array-like or Components
             One array per component, all with the same number of rows.
         y : ignored
+        resume : bool, default=False
+            Continue from the last checkpoint in ``checkpoint_dir`` (written after every epoch)
+            up to ``max_epochs``; with the same data and parameters the result equals an
+            uninterrupted fit.  Without a checkpoint there, training starts from scratch.
 
         Returns
         -------
@@ -283,21 +297,75 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
         self._check_params()
         C = self._validate_fit_input(X)
         specs = self._resolve_specs(C)
+        checkpoint = None
+        if resume:
+            if self.checkpoint_dir is None:
+                raise ValueError("fit(resume=True) needs checkpoint_dir, the folder the interrupted fit wrote")
+            from mcgen.persistence import read_checkpoint
+
+            checkpoint = read_checkpoint(self.checkpoint_dir)
         self.n_components_ = C.n_components
         self.component_shapes_ = C.component_shapes
         self.latent_dims_ = [s.latent_dim for s in specs]
+        self._fit_rows_ = C.n_samples
         self._fit_standardisation(C, specs)
         seed = _seed_from(self.random_state)
+        if checkpoint is not None:
+            self._check_checkpoint(checkpoint, C)
+            seed = int(checkpoint["seed"])
         self._seed_ = seed
         dataset = self._dataset(C.arrays)
         with self._rng(seed):
             module = self._build_module(specs)
             self.net_ = self._make_net(module, seed)
             self.net_.initialize()
-            self.net_.fit(dataset, None)
+            epochs = self.max_epochs
+            if checkpoint is not None:
+                epochs = self._load_checkpoint(checkpoint)
+            if epochs > 0:
+                self.net_.partial_fit(dataset, None, epochs=epochs)
+            self.net_.module_.eval()
             self._after_fit(dataset)
         self.history_ = self.net_.history
         return self
+
+    def _check_checkpoint(self, ck: dict, C: Components) -> None:
+        from mcgen.persistence import PersistenceError, params_to_json
+
+        if ck["estimator"] != type(self).__name__:
+            raise PersistenceError(f"the checkpoint in {self.checkpoint_dir} was written by a {ck['estimator']}, "
+                                   f"not a {type(self).__name__}")
+        # These may differ on resume: more epochs, another device, other logging.
+        free = {"max_epochs", "verbose", "callbacks", "device", "checkpoint_dir"}
+        old, new = json.loads(ck["params"]), json.loads(params_to_json(self, warn=False))
+        changed = sorted(k for k in set(old) | set(new) if k not in free and old.get(k) != new.get(k))
+        if changed:
+            raise PersistenceError(f"the checkpoint in {self.checkpoint_dir} was written with other values of "
+                                   f"{', '.join(changed)}; resume with the parameters of the interrupted fit")
+        if [tuple(s) for s in ck["component_shapes"]] != list(C.component_shapes) or ck["n_rows"] != C.n_samples:
+            raise PersistenceError(f"the checkpoint in {self.checkpoint_dir} was written for other data "
+                                   f"({ck['n_rows']} rows, shapes {ck['component_shapes']})")
+
+    def _load_checkpoint(self, ck: dict) -> int:
+        """Restore module, optimizer, history and RNG states; return the epochs still to run."""
+        from skorch.history import History
+
+        module = self.net_.module_
+        module.load_state_dict(ck["state_dict"])
+        self.net_.optimizer_.load_state_dict(ck["optimizer"])
+        self.net_.history = History(json.loads(ck["history"]))
+        torch.set_rng_state(ck["torch_rng"])
+        if "cuda_rng" in ck and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ck["cuda_rng"])
+        self.net_.shuffle_generator.set_state(ck["shuffle_rng"])
+        return max(0, self.max_epochs - int(ck["epoch"]))
+
+    def save(self, path) -> None:
+        """Save to one file that :func:`mcgen.load` reads safely (parameters as JSON, weights as
+        a state dict, a format version; no pickled code)."""
+        from mcgen.persistence import save
+
+        save(self, path)
 
     def partial_fit(self, X, y=None, epochs: int = 1) -> MultiComponentVAE:
         """Train for ``epochs`` more epochs (one by default); fits from scratch when unfitted."""
@@ -313,6 +381,7 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
         seed = (self._seed_ + 7919 * len(self.net_.history)) % (2**31 - 1)
         with self._rng(seed):
             self.net_.partial_fit(dataset, None, epochs=epochs)
+            self.net_.module_.eval()
             self._after_fit(dataset)
         self.history_ = self.net_.history
         return self
@@ -350,14 +419,13 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
 
     @contextlib.contextmanager
     def _eval(self):
+        # The module is left in eval mode after every fit; setting it again is idempotent, and
+        # never switching back to train mode here keeps concurrent inference threads safe.
         module = self.module_
-        was_training = module.training
-        module.eval()
-        try:
-            with torch.no_grad():
-                yield module
-        finally:
-            module.train(was_training)
+        if module.training:
+            module.eval()
+        with torch.no_grad():
+            yield module
 
     def _chunks(self, n: int):
         for start in range(0, n, INFERENCE_CHUNK):

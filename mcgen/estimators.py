@@ -47,6 +47,9 @@ _COMMON_DOC = """
         reproducible.
     verbose : int, default=0
         Print a per-epoch table and a progress bar when positive.
+    checkpoint_dir : str or path, optional
+        Save a checkpoint after every epoch there (atomically); ``fit(X, resume=True)``
+        continues an interrupted fit from it (see ``docs/reliability.md``).
 """
 
 
@@ -91,7 +94,7 @@ class GMRFMultiComponentVAE(MultiComponentVAE):
                  decoder_kwargs=None, likelihood="gaussian", llik_scaling=None, standardize=True,
                  max_epochs=100, batch_size=256, lr=1e-3, optimizer="adam", device="cpu", callbacks=None,
                  valid_fraction=None, patience=10, clip_grad_norm=None, net_kwargs=None,
-                 random_state=None, verbose=0, covariance="elementwise", epsilon=0.9, delta=1e-6,
+                 random_state=None, verbose=0, checkpoint_dir=None, covariance="elementwise", epsilon=0.9, delta=1e-6,
                  offdiag_hidden=128, offdiag_layers=2, prior="learned", refit_prior=True):
         self.latent_dim = latent_dim
         self.beta = beta
@@ -114,6 +117,7 @@ class GMRFMultiComponentVAE(MultiComponentVAE):
         self.net_kwargs = net_kwargs
         self.random_state = random_state
         self.verbose = verbose
+        self.checkpoint_dir = checkpoint_dir
         self.covariance = covariance
         self.epsilon = epsilon
         self.delta = delta

@@ -109,3 +109,17 @@ class MultiComponentNet(NeuralNet):
         if isinstance(X, (ComponentsDataset, Subset)):
             return X
         raise TypeError("MultiComponentNet is fed ComponentsDataset objects by the estimator")
+
+
+class JitterCounter(Callback):
+    """Records, per epoch, how many posterior Cholesky factorisations needed jitter
+    (history key ``"cholesky_jitter"``), for modules that count them in ``n_jitter``."""
+
+    def on_epoch_begin(self, net, **kwargs):
+        counter = getattr(net.module_, "n_jitter", None)
+        self.start_ = int(counter) if counter is not None else None
+
+    def on_epoch_end(self, net, **kwargs):
+        counter = getattr(net.module_, "n_jitter", None)
+        if counter is not None and self.start_ is not None:
+            net.history.record("cholesky_jitter", int(counter) - self.start_)
