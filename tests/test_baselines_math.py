@@ -19,6 +19,9 @@ from mcgen.models.mmvaeplus import MMVAEPlusModule
 from mcgen.models.mopoe import MoPoEModule
 from mcgen.models.mvae import MVAEModule
 
+# Tiny networks: one thread avoids oversubscription on a shared CPU.
+torch.set_num_threads(1)
+
 TINY = {"hidden": (8,)}
 
 
