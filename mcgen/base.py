@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import EarlyStopping, GradientNormClipping, PrintLog, ProgressBar
 from skorch.dataset import ValidSplit
 
-from mcgen.components import Components, as_components
+from mcgen.components import Components, _as_array, as_components
 from mcgen.likelihoods import LIKELIHOODS
 from mcgen.models.base import ComponentSpec, MultiComponentModule
 from mcgen.plugins import get_architecture, get_registries
@@ -100,17 +100,35 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
 
     def _validate_input(self, X, *, components: Sequence[int] | None = None) -> list[np.ndarray]:
         """Validate inference input against the fitted shapes; ``components`` names which
-        fitted components the arrays of X are (default: all, in order)."""
+        fitted components the arrays of X are (default: all, in order).  Messages name the
+        fitted component index."""
         comps = list(range(self.n_components_)) if components is None else list(components)
-        C = as_components(X, n_components=len(comps))
-        for a, i in zip(C.arrays, comps):
+        if isinstance(X, Components):
+            X = list(X.arrays)
+        elif isinstance(X, np.ndarray) and len(comps) == 1:
+            X = [X]
+        if not isinstance(X, (list, tuple)):
+            raise TypeError(f"expected a list of component arrays or a Components, got {type(X).__name__}")
+        if len(X) != len(comps):
+            raise ValueError(
+                f"X has {len(X)} components but the estimator was fitted with {len(comps)} "
+                "(pass a list or Components with one array per component)"
+            )
+        arrays = [_as_array(a, f"component {i}") for a, i in zip(X, comps)]
+        n = arrays[0].shape[0]
+        for a, i in zip(arrays, comps):
+            if a.shape[0] != n:
+                raise ValueError(f"component {i} has {a.shape[0]} rows but component {comps[0]} has {n}; "
+                                 "all components must have the same number of rows")
             if a.shape[1:] != self.component_shapes_[i]:
                 raise ValueError(
                     f"component {i} has sample shape {a.shape[1:]} but the estimator was fitted on "
                     f"{self.component_shapes_[i]}"
                 )
             self._check_finite(a, i)
-        return list(C.arrays)
+        if n == 0:
+            raise ValueError("X has 0 rows; at least one sample is required")
+        return arrays
 
     def _resolve_specs(self, C: Components | None, shapes: Sequence[tuple[int, ...]] | None = None
                        ) -> list[ComponentSpec]:
@@ -166,11 +184,12 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
     @staticmethod
     def _auto_architecture(shape: tuple[int, ...], registered) -> str:
         """Pick an architecture by the component's shape: images (C, H, W) get ``resnet`` for
-        the paper's sizes, else ``conv`` when registered; everything else ``mlp``."""
+        the paper's sizes, else ``conv`` when registered and the image is at least 8 x 8 (three
+        halvings); everything else, tiny images included, ``mlp``."""
         if len(shape) == 3:
             if "resnet" in registered and shape[1:] in ((28, 28), (64, 64), (32, 32)):
                 return "resnet"
-            if "conv" in registered:
+            if "conv" in registered and min(shape[1:]) >= 8:
                 return "conv"
         return "mlp"
 
