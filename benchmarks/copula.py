@@ -18,6 +18,7 @@ divided by their noise floor).
     python benchmarks/copula.py                                    # paper settings, default betas
     python benchmarks/copula.py --beta-search --epochs 20 --n-train 5000 --seeds 0
     python benchmarks/copula.py --epochs 1 --n-train 200 --seeds 0 --out /tmp/c.json   # smoke run
+    python benchmarks/copula.py --merge a.json b.json --out benchmarks/results/copula.json
 """
 
 from __future__ import annotations
@@ -200,6 +201,22 @@ def run(args: argparse.Namespace) -> dict:
     return res
 
 
+def merge(paths: list[str]) -> dict:
+    """Combine the runs of several result files of the same settings (e.g. models run in parallel)."""
+    parts = []
+    for path in paths:
+        with open(path) as f:
+            parts.append(json.load(f))
+    res = dict(parts[0])
+    res["runs"] = [r for p in parts for r in p["runs"]]
+    res["merged_from"] = [{"file": os.path.basename(path), "settings": p["settings"]} for path, p in zip(paths, parts)]
+    searches = [p["beta_search"] for p in parts if "beta_search" in p]
+    if searches:
+        res["beta_search"] = searches[0]
+    res["summary"] = summarise(res["runs"])
+    return res
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--epochs", type=int, default=200)
@@ -218,8 +235,13 @@ def main(argv=None) -> dict:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "copula.json"))
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="merge result files instead of running")
     args = p.parse_args(argv)
-    res = run(args)
+    if args.merge:
+        res = merge(args.merge)
+        write(res, args.out)
+    else:
+        res = run(args)
     if res["runs"]:
         print_table(res)
     if args.out:

@@ -35,3 +35,5 @@ def test_copula_all_estimators_benchmark_runs(tmp_path):
             assert set(s[kind]) == {"marginal_wasserstein", "joint_wasserstein", "sliced_wasserstein",
                                     "dependency_error"}
     assert saved["settings"]["epochs"] == 1 and len(saved["runs"]) == 5
+    merged = _load("copula").main(["--merge", str(out), str(out), "--out", str(tmp_path / "m.json")])
+    assert len(merged["runs"]) == 10 and merged["summary"]["mvae"]["seeds"] == [0, 0]
