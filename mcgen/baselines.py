@@ -46,6 +46,7 @@ _SHARED_LATENT_DOC = """
 
 def _common_doc(beta: float) -> str:
     doc = _COMMON_DOC.format(latent="None", beta=beta, epochs=200)
+    doc = doc.replace("latent_dim : int or list of int,", "latent_dim : int or None,")
     return doc.replace("Latent size, one for all components or one per component.",
                        "Size of the latent shared by all components (see Notes).")
 
