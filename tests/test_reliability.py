@@ -184,3 +184,25 @@ def test_concurrent_sampling_and_completion_are_valid(X):
 def test_jitter_events_are_counted_in_history(X):
     est = gmrf(max_epochs=2).fit(X)
     assert est.history_[:, "cholesky_jitter"] == [0, 0]
+
+
+def test_gradient_clipping_bounds_each_update(X):
+    from skorch.callbacks import Callback
+
+    class Snapshot(Callback):
+        def on_train_begin(self, net, **kwargs):
+            self.start_ = self.flat(net)
+
+        def on_train_end(self, net, **kwargs):
+            self.moved_ = float((self.flat(net) - self.start_).norm())
+
+        @staticmethod
+        def flat(net):
+            return torch.cat([p.detach().flatten().clone() for p in net.module_.parameters()])
+
+    # 200 rows, batch 200: exactly one SGD step
+    free, clipped = Snapshot(), Snapshot()
+    gmrf(max_epochs=1, optimizer="sgd", lr=1.0, batch_size=200, callbacks=[free]).fit(X)
+    gmrf(max_epochs=1, optimizer="sgd", lr=1.0, batch_size=200, clip_grad_norm=1e-6, callbacks=[clipped]).fit(X)
+    assert clipped.moved_ <= 1.01e-6  # a gradient clipped to norm 1e-6, times lr 1
+    assert free.moved_ > 1e-3
