@@ -125,9 +125,14 @@ def read_biked_table(path: str | Path) -> tuple[np.ndarray, list[str], np.ndarra
 
 
 def load_biked_table(*, data_home=None, base_urls: Sequence[str] | None = None, download_if_missing: bool = True,
-                     progress: bool = True,
-                     sha256: str | None = BIKED_SHA256) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """Locate (or download), verify and read ``clip_sBIKED_processed.csv``; see :func:`read_biked_table`."""
+                     progress: bool = True, sha256: str | None = "default"
+                     ) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Locate (or download), verify and read ``clip_sBIKED_processed.csv``; see :func:`read_biked_table`.
+
+    ``sha256="default"`` checks against :data:`BIKED_SHA256`; ``None`` skips the check.
+    """
+    if sha256 == "default":
+        sha256 = BIKED_SHA256
     folder = get_data_home(data_home) / "biked"
     urls = BIKED_URLS if base_urls is None else tuple(base_urls)
     path = fetch(BIKED_FILE, folder, urls, sha256=sha256, download_if_missing=download_if_missing,
@@ -343,8 +348,8 @@ def load_biked_images(*, data_home=None, random_state=0, n_samples: int | None =
     path = None
     if cache:
         table_digest = hashlib.sha256(np.ascontiguousarray(values).tobytes()).hexdigest()
-        key = _cache_key(version=BIKED_VERSION, size=int(size), table=table_digest,
-                         window=(render.SIDE, render.X_BACK, render.Y_BELOW, render.SUPERSAMPLE))
+        renderer_digest = hashlib.sha256(Path(render.__file__).read_bytes()).hexdigest()  # any change re-renders
+        key = _cache_key(version=BIKED_VERSION, size=int(size), table=table_digest, renderer=renderer_digest)
         path = get_cache_dir(data_home, "biked") / f"biked_images_{size}_{key}.npz"
     if path is not None and path.exists():
         with np.load(path) as z:
