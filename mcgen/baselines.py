@@ -208,7 +208,7 @@ class MoPoEVAE(_SharedLatentVAE):
     the method's bound: the mixture's expected log-likelihood minus the weighted subset KLs.
 
     Parameters
-    ----------""" + _common_doc(0.1) + """
+    ----------""" + _common_doc(1.0) + """
     prior_expert : {"full", "all", "none"}, default="full"
         Which subsets' products include the N(0, I) prior expert: only the full set (the
         official code), every subset, or none.
@@ -218,7 +218,7 @@ class MoPoEVAE(_SharedLatentVAE):
         batches), or an independent uniform subset per row.
 """ + _SHARED_LATENT_DOC + _ATTRIBUTES_DOC
 
-    def __init__(self, latent_dim=None, beta=0.1, *, encoder="auto", decoder="auto", encoder_kwargs=None,
+    def __init__(self, latent_dim=None, beta=1.0, *, encoder="auto", decoder="auto", encoder_kwargs=None,
                  decoder_kwargs=None, likelihood="gaussian", llik_scaling=None, standardize=True,
                  max_epochs=200, batch_size=256, lr=1e-3, optimizer="adam", device="cpu", callbacks=None,
                  valid_fraction=None, patience=10, clip_grad_norm=None, net_kwargs=None,
