@@ -240,7 +240,7 @@ class MMVAEPlus(_SharedLatentVAE):
     ``score_samples`` is the method's objective in its ELBO form.
 
     Parameters
-    ----------""" + _common_doc(1.0) + """
+    ----------""" + _common_doc(0.1) + """
     private_dim : int, default=2
         Size of every component-specific latent ``w_m``.
     objective : {"elbo", "iwae", "dreg"}, default="elbo"
@@ -252,7 +252,7 @@ class MMVAEPlus(_SharedLatentVAE):
 """ + _SHARED_LATENT_DOC.replace("shared by all components", "shared by all components (Dz)") \
         + _ATTRIBUTES_DOC
 
-    def __init__(self, latent_dim=None, beta=1.0, *, encoder="auto", decoder="auto", encoder_kwargs=None,
+    def __init__(self, latent_dim=None, beta=0.1, *, encoder="auto", decoder="auto", encoder_kwargs=None,
                  decoder_kwargs=None, likelihood="gaussian", llik_scaling=None, standardize=True,
                  max_epochs=200, batch_size=256, lr=1e-3, optimizer="adam", device="cpu", callbacks=None,
                  valid_fraction=None, patience=10, clip_grad_norm=None, net_kwargs=None,
