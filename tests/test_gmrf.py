@@ -171,3 +171,16 @@ def test_score_is_elbo_in_data_units(copula):
     est2 = gmrf(max_epochs=3).fit(scaled)
     # identical model in standardised space: densities differ by the Jacobian, 8 columns * log 10
     np.testing.assert_allclose(est2.score(scaled), est.score(copula) - 8 * np.log(10.0), rtol=1e-4)
+
+
+def test_device_parameter(copula):
+    if torch.cuda.is_available():  # the GPU path: train, infer and come back as NumPy
+        est = gmrf(device="cuda").fit(copula)
+        assert next(est.module_.parameters()).is_cuda
+        assert [a.shape for a in est.predict_missing([copula.arrays[0]], known=[0])] == [(300, 2)] * 4
+        assert isinstance(est.sample(3, random_state=0)[0], np.ndarray)
+    else:
+        with pytest.raises(ValueError, match="device='cuda' was requested but torch reports no CUDA device"):
+            gmrf(device="cuda").fit(copula)
+    est = gmrf(device=torch.device("cpu")).fit(copula)
+    assert est.transform(copula).shape == (300, 8)
