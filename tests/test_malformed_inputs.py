@@ -6,7 +6,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import mcgen
@@ -66,6 +66,8 @@ def _check(exc, k):
        method=st.sampled_from(["transform", "score_samples", "score", "reconstruct", "predict_missing", "fit"]))
 def test_malformed_component_is_named(fitted, kind, k, seed, method):
     rng = np.random.default_rng(seed)
+    # a new fit accepts any per-component shape: those two mutations are malformed only after fitting
+    assume(not (method == "fit" and kind in ("feature_shape", "ndim")))
     if kind == "rows" and k == 0:
         k = 1  # the row count is compared against component 0
     X = _mutate(_valid(), kind, k, rng)
