@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from mcgen.components import Components
+from mcgen.metrics.conditional import component_arrays
 
 
 @dataclass(frozen=True)
@@ -31,20 +31,7 @@ class MetricResult:
 
 def as_arrays(X, label: str) -> list[np.ndarray]:
     """A list of float64 arrays, each flattened to (n, features)."""
-    if isinstance(X, Components):
-        arrays = list(X.arrays)
-    elif isinstance(X, (list, tuple)):
-        arrays = [np.asarray(a) for a in X]
-    else:
-        arrays = [np.asarray(X)]
-    if not arrays:
-        raise ValueError(f"{label} holds no components")
-    out = [np.asarray(a, dtype=np.float64).reshape(len(a), -1) for a in arrays]
-    n = out[0].shape[0]
-    for i, a in enumerate(out):
-        if a.shape[0] != n:
-            raise ValueError(f"{label}: component {i} has {a.shape[0]} rows, component 0 has {n}")
-    return out
+    return [np.asarray(a, dtype=np.float64).reshape(len(a), -1) for a in component_arrays(X, label)]
 
 
 def check_pair(gen, ref) -> tuple[list[np.ndarray], list[np.ndarray]]:
