@@ -178,8 +178,8 @@ def show(path: str) -> None:
     """Print every run stored in the JSON file as a markdown table."""
     runs = json.loads(Path(path).read_text())["runs"]
     print("| beta | latent | likelihood | encoder | batch | n_train x epochs | prior | cond | cond (mean) | "
-          "cond (E[z_U]) | uncond | recon | prior R2 | fit s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "cond (E[z_U]) | uncond | recon | prior R2 | probe | fit s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for e in sorted(runs.values(), key=lambda e: (e["n_train"] * e["epochs"], e["likelihood"], e.get("encoder", "mlp"),
                                                    e.get("batch_size", 128), e["beta"], e["latent_dim"])):
         for prior in ("learned_prior", "refit_prior"):
@@ -188,7 +188,7 @@ def show(path: str) -> None:
                   f"{e.get('batch_size', 128)} | {e['n_train']} x {e['epochs']} | {prior.split('_')[0]} | "
                   f"{r['cond']:.3f} | {r['cond_mean']:.3f} | {r.get('cond_regression_mean', float('nan')):.3f} | "
                   f"{r['uncond']:.3f} | {r['recon']:.3f} | "
-                  f"{r['prior_r2']:.3f} | {e['fit_seconds']:.0f} |")
+                  f"{r['prior_r2']:.3f} | {e.get('probe', float('nan')):.3f} | {e['fit_seconds']:.0f} |")
 
 
 def main(argv=None) -> dict:
