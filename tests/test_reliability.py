@@ -112,6 +112,7 @@ class _Evil:
         return (os.system, ("touch " + os.environ.get("MCGEN_EVIL_MARKER", "/nonexistent/x"),))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # torch's note on the crafted file
 def test_untrusted_file_cannot_run_code(tmp_path, monkeypatch):
     marker = tmp_path / "pwned"
     monkeypatch.setenv("MCGEN_EVIL_MARKER", str(marker))
