@@ -37,3 +37,37 @@ def test_copula_all_estimators_benchmark_runs(tmp_path):
     assert saved["settings"]["epochs"] == 1 and len(saved["runs"]) == 5
     merged = _load("copula").main(["--merge", str(out), str(out), "--out", str(tmp_path / "m.json")])
     assert len(merged["runs"]) == 10 and merged["summary"]["mvae"]["seeds"] == [0, 0]
+
+
+def test_copula_gmrf_benchmark_runs(tmp_path):
+    out = tmp_path / "gmrf.json"
+    res = _load("copula_gmrf").main(["--epochs", "1", "--n-train", "200", "--n-test", "200", "--seeds", "0", "1",
+                                     "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert len(saved["runs"]) == 2 and saved["settings"]["epochs"] == 1
+    for kind in ("unconditional", "conditional"):
+        assert set(res["summary"][kind]) == set(saved["noise_floor"])
+        assert all(v["mean"] > 0 for v in res["summary"][kind].values())
+    assert res["summary"]["seconds_per_epoch"] > 0
+
+
+def test_gmrf_step_overhead_benchmark_runs(tmp_path):
+    out = tmp_path / "steps.json"
+    rows = _load("gmrf_step_overhead").main(["--components", "2", "3", "--steps", "1", "--rounds", "1",
+                                             "--batch-size", "32", "--out", str(out)])
+    assert [r["D"] for r in rows] == [4, 6]
+    assert all(r["gmrf_ms"] > 0 and r["independent_ms"] > 0 for r in rows)
+    assert json.loads(out.read_text())["rows"] == rows
+
+
+def test_polymnist_coherence_benchmark_runs(tmp_path, monkeypatch):
+    data = Path(__file__).resolve().parents[2] / "shared" / "data"
+    monkeypatch.setenv("HOME", str(tmp_path))  # derived caches go to a fresh ~/.mcgen_data
+    out = tmp_path / "pc.json"
+    _load("polymnist_coherence").main(["--betas", "1", "--n-train", "64", "--n-test", "32", "--n-uncond", "32",
+                                       "--epochs", "1", "--classifiers", "pretrained", "--data-home", str(data),
+                                       "--out", str(out)])
+    runs = json.loads(out.read_text())["runs"]
+    assert len(runs) == 1
+    (run,) = runs.values()
+    assert 0 <= run["learned_prior"]["cond"] <= 1
