@@ -18,7 +18,7 @@ import torch
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
-from skorch.callbacks import EarlyStopping, GradientNormClipping, PrintLog, ProgressBar
+from skorch.callbacks import EarlyStopping, GradientNormClipping, ProgressBar
 from skorch.dataset import ValidSplit
 
 from mcgen.components import Components, _as_array, as_components
@@ -272,10 +272,8 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
         net = MultiComponentNet(
             module, optimizer=opt, lr=self.lr, max_epochs=self.max_epochs, batch_size=self.batch_size,
             train_split=train_split, callbacks=callbacks, device=self.device,
-            verbose=0, shuffle_generator=gen, **(self.net_kwargs or {}),
+            verbose=int(bool(self.verbose)), shuffle_generator=gen, **(self.net_kwargs or {}),
         )
-        if self.verbose:
-            net.set_params(callbacks__print_log=PrintLog())
         return net
 
     def _check_params(self) -> None:

@@ -184,3 +184,11 @@ def test_device_parameter(copula):
             gmrf(device="cuda").fit(copula)
     est = gmrf(device=torch.device("cpu")).fit(copula)
     assert est.transform(copula).shape == (300, 8)
+
+
+def test_verbose_prints_an_epoch_table_and_quiet_prints_nothing(copula, capsys):
+    gmrf(max_epochs=2).fit(copula)
+    assert capsys.readouterr().out == ""
+    gmrf(max_epochs=2, verbose=1, valid_fraction=0.2).fit(copula)
+    out = capsys.readouterr().out
+    assert "train_loss" in out and "valid_loss" in out and out.count("\n") >= 4
