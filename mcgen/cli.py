@@ -7,6 +7,7 @@ noise floor and write a pair plot.  ``mcgen plugins``: list the registered plugi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -115,7 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     plugins.add_argument("--json", action="store_true", help="print JSON instead of a table")
     plugins.set_defaults(func=_plugins)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        rc = args.func(args)
+        sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at interpreter exit
+        return rc
+    except BrokenPipeError:  # `mcgen plugins | head`: the reader left; not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -487,3 +487,16 @@ def test_cli_reports_a_broken_plugin_without_a_traceback(fake_site, monkeypatch,
     err = capsys.readouterr().err
     assert err.startswith("mcgen plugins: PluginClashError: architecture 'resnet' is registered twice")
     assert "'clash2' (fakeclash 0.3)" in err
+
+
+def test_cli_survives_a_closed_pipe():
+    import subprocess
+    import sys
+
+    # The reader closes the pipe before mcgen writes anything (as `mcgen plugins | head` can).
+    proc = subprocess.Popen([sys.executable, "-m", "mcgen.cli", "plugins"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(120) == 0, err
+    assert "BrokenPipeError" not in err and "Traceback" not in err, err
