@@ -32,6 +32,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "mcgen.datasets.digits",
     "mcgen.datasets.polymnist",
     "mcgen.datasets.biked",
+    "mcgen.datasets.wdbc",
     "mcgen.metrics.wasserstein",
     "mcgen.metrics.images",
     "mcgen.metrics.coherence",
