@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numbers
+
+import numpy as np
 import torch
 
 from mcgen.base import MultiComponentVAE
 from mcgen.models.base import ComponentSpec
-from mcgen.models.gmrf import GMRFModule
+from mcgen.models.gmrf import INFERENCE_MODES, GMRFModule
 
 _COMMON_DOC = """
     latent_dim : int or list of int, default={latent}
@@ -70,8 +73,21 @@ class GMRFMultiComponentVAE(MultiComponentVAE):
     prior : {"learned", "standard"}, default="learned"
         Learned full-covariance Gaussian prior or N(0, I) (ablation).
     refit_prior : bool, default=True
-        After training, set the learned prior to the moment match of the aggregate posterior
-        (the Gaussian minimising the average KL from the posteriors).
+        After training, refit the learned prior to the aggregate posterior in closed form: the
+        moment match for one component (the Gaussian minimising the average KL from the
+        posteriors), EM for a mixture.
+    prior_components : int, default=1
+        Number of full-covariance Gaussians in the learned prior (a mixture of GMRFs). Completion
+        stays closed form: a mixture of Gaussian conditionals weighted by each component's
+        responsibility for the known latents.
+    cond_weight : float, default=0.0
+        Weight of the conditional-generation term: per batch, a random known subset is encoded as
+        at prediction time and the others are generated from the prior's conditional and
+        reconstructed (a lower bound on the log-likelihood of the model's own completions).
+    inference : {"sample", "potential"}, default="sample"
+        How ``predict_missing`` forms the known latents: draw each from its own encoder
+        (``"sample"``), or combine the known encoders' outputs as Gaussian unary potentials with
+        the prior in closed form (``"potential"``).
 
     Attributes
     ----------
@@ -95,7 +111,8 @@ class GMRFMultiComponentVAE(MultiComponentVAE):
                  max_epochs=100, batch_size=256, lr=1e-3, optimizer="adam", device="cpu", callbacks=None,
                  valid_fraction=None, patience=10, clip_grad_norm=None, net_kwargs=None,
                  random_state=None, verbose=0, checkpoint_dir=None, covariance="elementwise", epsilon=0.9, delta=1e-6,
-                 offdiag_hidden=128, offdiag_layers=2, prior="learned", refit_prior=True):
+                 offdiag_hidden=128, offdiag_layers=2, prior="learned", refit_prior=True, prior_components=1,
+                 cond_weight=0.0, inference="sample"):
         self.latent_dim = latent_dim
         self.beta = beta
         self.encoder = encoder
@@ -125,6 +142,9 @@ class GMRFMultiComponentVAE(MultiComponentVAE):
         self.offdiag_layers = offdiag_layers
         self.prior = prior
         self.refit_prior = refit_prior
+        self.prior_components = prior_components
+        self.cond_weight = cond_weight
+        self.inference = inference
 
     def _build_module(self, specs: list[ComponentSpec]) -> GMRFModule:
         if self.covariance not in ("elementwise", "blockwise"):
@@ -135,31 +155,50 @@ class GMRFMultiComponentVAE(MultiComponentVAE):
             raise ValueError(f"delta must be positive, got {self.delta!r}")
         if self.prior not in ("learned", "standard"):
             raise ValueError(f"prior must be 'learned' or 'standard', got {self.prior!r}")
+        C = self.prior_components
+        if isinstance(C, bool) or not isinstance(C, numbers.Integral) or C < 1:
+            raise ValueError(f"prior_components must be a positive integer, got {C!r}")
+        if self.prior == "standard" and C != 1:
+            raise ValueError("prior='standard' (N(0, I)) has one component; set prior_components=1")
+        w = self.cond_weight
+        if isinstance(w, bool) or not isinstance(w, numbers.Real) or not (np.isfinite(w) and w >= 0):
+            raise ValueError(f"cond_weight must be a non-negative number, got {w!r}")
+        if self.inference not in INFERENCE_MODES:
+            raise ValueError(f"inference must be one of {', '.join(map(repr, INFERENCE_MODES))}, "
+                             f"got {self.inference!r}")
         return GMRFModule(specs, beta=self.beta, covariance=self.covariance, epsilon=self.epsilon,
                           delta=self.delta, offdiag_hidden=self.offdiag_hidden,
-                          offdiag_layers=self.offdiag_layers, prior=self.prior)
+                          offdiag_layers=self.offdiag_layers, prior=self.prior, prior_components=int(C),
+                          cond_weight=float(w), inference=self.inference)
 
     def _after_fit(self, dataset) -> None:
         if self.refit_prior and self.prior == "learned":
             self._refit_prior(dataset)
 
     def _refit_prior(self, dataset) -> None:
-        """Set the prior to the moment match of the aggregate posterior over ``dataset``."""
+        """Refit the prior to the aggregate posterior over ``dataset`` in closed form (the moment
+        match for one component, EM for a mixture)."""
         module = self.net_.module_
         dev = next(module.parameters()).device
         bs = 4096
         n = len(dataset)
 
-        def batches():
+        def posteriors():
             for s in range(0, n, bs):
                 xs, _ = dataset[torch.arange(s, min(n, s + bs))]
-                yield [x.to(dev) for x in xs]
+                yield module.posterior([x.to(dev) for x in xs])
 
         was = module.training
         module.eval()
         try:
-            mean, cov = module.aggregate_posterior_moments(batches())
-            module.set_prior(mean, cov)
+            with torch.no_grad():
+                D = module.latent_size
+                # EM passes over the posteriors many times: keep them when they fit in ~256 MB.
+                if module.n_prior_components > 1 and n * D * (D + 1) <= 2**26:
+                    cached = [(mu, S) for mu, S in posteriors()]
+                    module.refit_prior(lambda: cached)
+                else:
+                    module.refit_prior(posteriors)
         finally:
             module.train(was)
 

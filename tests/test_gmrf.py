@@ -41,14 +41,18 @@ def test_prior_sample_moments_match_the_set_prior(fitted):
 def test_conditional_latent_matches_numpy_and_any_subset_works(fitted, copula):
     module = fitted.module_
     S = module.prior_covariance().detach().double().numpy()
-    mu = module.prior_mean.detach().double().numpy()
+    mu = module.prior_mean[0].detach().double().numpy()
     known = [2, 0]
     zK = torch.randn(5, 4)
-    mean, L, unknown = module.conditional_latent(zK, known)
+    log_resp, mean, L, unknown = module.conditional_latent(zK, known)
     K = np.r_[4, 5, 0, 1]
     U = np.r_[2, 3, 6, 7]
     ref = mu[U] + (zK.double().numpy() - mu[K]) @ np.linalg.solve(S[np.ix_(K, K)], S[np.ix_(U, K)].T)
-    np.testing.assert_allclose(mean.detach().numpy(), ref, rtol=1e-3, atol=1e-4)
+    ref_cov = S[np.ix_(U, U)] - S[np.ix_(U, K)] @ np.linalg.solve(S[np.ix_(K, K)], S[np.ix_(K, U)])
+    assert log_resp.shape == (5, 1) and torch.all(log_resp == 0)
+    np.testing.assert_allclose(mean[:, 0].detach().numpy(), ref, rtol=1e-3, atol=1e-4)
+    L = L[0].detach().double().numpy()
+    np.testing.assert_allclose(L @ L.T, ref_cov, rtol=1e-3, atol=1e-4)
     assert unknown == [1, 3]
     for known in ([0], [3], [1, 2], [0, 1, 3]):
         out = fitted.predict_missing([copula.arrays[k] for k in known], known=known)
