@@ -168,7 +168,8 @@ def test_a_better_model_scores_higher():
 def test_get_scorer_names_and_passthrough():
     assert set(scoring.get_scorer_names()) == {"elbo", "neg_sliced_wasserstein", "neg_marginal_wasserstein",
                                                "neg_joint_wasserstein", "neg_dependency_error",
-                                               "neg_missing_error", "conditional_coherence"}
+                                               "neg_missing_error", "conditional_coherence", "neg_energy_score",
+                                               "completion_r2", "single_completion_r2", "neg_coverage_error"}
     assert mcgen.get_scorer("elbo") is scoring.elbo
 
     def mine(est, X, y=None):
@@ -177,7 +178,7 @@ def test_get_scorer_names_and_passthrough():
     assert scoring.get_scorer(mine) is mine
     configured = scoring.get_scorer("neg_missing_error", known=[1])
     assert configured.params["known"] == [1] and scoring.neg_missing_error.params["known"] is None
-    with pytest.raises(ValueError, match="unknown scorer 'accuracy'; valid: conditional_coherence, elbo"):
+    with pytest.raises(ValueError, match="unknown scorer 'accuracy'; valid: completion_r2, conditional_coherence"):
         scoring.get_scorer("accuracy")
     with pytest.raises(TypeError, match="scoring must be a name or a callable"):
         scoring.get_scorer(3)

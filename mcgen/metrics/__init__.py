@@ -2,10 +2,19 @@
 
 Every metric takes two lists of component arrays (or ``Components``) and returns a
 :class:`MetricResult` (``float(result)`` is the value, lower is better for distances).
+The probabilistic-completion metrics (:mod:`mcgen.metrics.completion`) take arrays of sampled
+completions and the truth and return floats.
 """
 
 from mcgen.metrics._common import MetricResult
 from mcgen.metrics.coherence import coherence, conditional_coherence, predict_labels, unconditional_coherence
+from mcgen.metrics.completion import (
+    completion_metrics,
+    completion_r2,
+    energy_score,
+    interval_coverage,
+    single_completion_r2,
+)
 from mcgen.metrics.conditional import complete_rows, known_subsets
 from mcgen.metrics.evaluate import conditional_metrics, evaluate, noise_floor, unconditional_metrics
 from mcgen.metrics.images import (
@@ -32,15 +41,20 @@ __all__ = [
     "centres_of_mass",
     "coherence",
     "complete_rows",
+    "completion_metrics",
+    "completion_r2",
     "conditional_centre_of_mass_wasserstein",
     "conditional_coherence",
     "conditional_fid",
     "conditional_ssim",
+    "energy_score",
     "fid",
     "frechet_distance",
+    "interval_coverage",
     "known_subsets",
     "load_inception_v3",
     "predict_labels",
+    "single_completion_r2",
     "ssim",
     "unconditional_coherence",
     "conditional_metrics",

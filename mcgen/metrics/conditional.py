@@ -44,10 +44,12 @@ def known_subsets(n_components: int, which: str | Sequence = "single") -> list[l
     ----------
     n_components : int
         Number of components M.
-    which : {"single", "all"} or sequence
+    which : {"single", "leave_one_out", "all"} or sequence
         ``"single"``: every single component (``[[0], [1], ...]``, the default of the
-        conditional metrics); ``"all"``: every non-empty proper subset (``2**M - 2`` of them, the
-        PolyMNIST coherence protocol); a sequence: explicit subsets (an int stands for ``[int]``).
+        conditional metrics); ``"leave_one_out"``: every component completed from all the others
+        (``[[1, 2, ...], [0, 2, ...], ...]``, the default of the completion metrics); ``"all"``:
+        every non-empty proper subset (``2**M - 2`` of them, the PolyMNIST coherence protocol); a
+        sequence: explicit subsets (an int stands for ``[int]``).
 
     Returns
     -------
@@ -59,9 +61,12 @@ def known_subsets(n_components: int, which: str | Sequence = "single") -> list[l
     if isinstance(which, str):
         if which == "single":
             return [[i] for i in range(M)]
+        if which == "leave_one_out":
+            return [[k for k in range(M) if k != i] for i in range(M)]
         if which == "all":
             return [list(s) for k in range(1, M) for s in itertools.combinations(range(M), k)]
-        raise ValueError(f"known sets must be 'single', 'all' or a list of subsets, got {which!r}")
+        raise ValueError(f"known sets must be 'single', 'leave_one_out', 'all' or a list of subsets, "
+                         f"got {which!r}")
     out = []
     for s in which:
         s = [int(s)] if np.isscalar(s) else [int(k) for k in s]
