@@ -71,3 +71,66 @@ def test_polymnist_coherence_benchmark_runs(tmp_path, monkeypatch):
     assert len(runs) == 1
     (run,) = runs.values()
     assert 0 <= run["learned_prior"]["cond"] <= 1
+
+
+def test_completion_benchmark_runs(tmp_path):
+    import math
+
+    threads = torch.get_num_threads()
+    out = tmp_path / "completion.json"
+    try:
+        res = _load("completion").main(["--quick", "--datasets", "copula,wdbc", "--models", "gmrf,mopoe",
+                                        "--seeds", "0", "--n-completions", "4", "--param", "gmrf:beta=0.05",
+                                        "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    saved = json.loads(out.read_text())
+    assert set(saved) == set(res)
+    for key in ("command", "settings", "versions", "machine", "datasets", "wall_seconds"):
+        assert key in saved
+    assert saved["versions"]["torch"] == torch.__version__ and saved["machine"]["cpus"]
+    assert "--quick" in saved["command"]
+    assert set(saved["datasets"]) == {"copula", "wdbc"}
+    for name, entry in saved["datasets"].items():
+        assert len(entry["runs"]) == 2 and entry["n_train"] > 0 and entry["n_test"] > 0
+        for run in entry["runs"]:
+            assert run["error"] is None and run["fit_seconds"] > 0
+            assert set(run["tasks"]) == {"leave_one_out", "from_one"}
+            for task in run["tasks"].values():
+                keys = ["energy_score", "r2_mean", "r2_single", "coverage_50", "coverage_90"]
+                keys += ["coherence"] if name == "wdbc" else []
+                for key in keys:
+                    assert task[key] is not None and math.isfinite(task[key]), (name, key)
+                assert task["energy_score"] > 0 and 0 <= task["coverage_90"] <= 1
+        assert set(entry["summary"]) == {"leave_one_out", "from_one"}
+        assert entry["summary"]["from_one"]["gmrf"]["energy_score"]["n"] == 1
+    gmrf = [r for r in saved["datasets"]["wdbc"]["runs"] if r["model"] == "gmrf"][0]
+    mopoe = [r for r in saved["datasets"]["wdbc"]["runs"] if r["model"] == "mopoe"][0]
+    assert gmrf["params"]["beta"] == 0.05 and gmrf["params"]["latent_dim"] == 4
+    assert mopoe["params"]["latent_dim"] == 12 and mopoe["total_latent"] == 12  # d x M, shared
+    assert 0 < saved["datasets"]["wdbc"]["references"]["0"]["ceiling"] <= 1
+
+
+def test_completion_benchmark_records_a_failing_fit_and_checks_params(tmp_path):
+    import pytest
+
+    bench = _load("completion")
+    with pytest.raises(SystemExit, match="no parameter 'betta'"):
+        bench.parse_params(["gmrf:betta=1"], ["gmrf"])
+    with pytest.raises(SystemExit, match="MODEL:key=value"):
+        bench.parse_params(["beta=1"], ["gmrf"])
+    assert bench.parse_params(["all:likelihood=laplace", "mvae:beta=0.5"], ["gmrf", "mvae"]) == {
+        "gmrf": {"likelihood": "laplace"}, "mvae": {"likelihood": "laplace", "beta": 0.5}}
+    threads = torch.get_num_threads()
+    out = tmp_path / "c.json"
+    try:
+        bench.main(["--quick", "--datasets", "wdbc", "--models", "gmrf", "mvae", "--seeds", "0",
+                    "--n-completions", "2", "--param", "gmrf:beta=-1.0", "--tag", "t", "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    saved = json.loads(out.read_text())
+    assert saved["tag"] == "t"
+    gmrf, mvae = saved["datasets"]["wdbc"]["runs"]
+    assert "beta" in gmrf["error"] and gmrf["tasks"] == {}
+    assert mvae["error"] is None and mvae["tasks"]["from_one"]["energy_score"] > 0
+    assert saved["datasets"]["wdbc"]["summary"]["from_one"]["gmrf"]["errors"]
