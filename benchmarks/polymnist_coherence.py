@@ -64,7 +64,8 @@ class MeanConditioner:
             xs = [est._to_tensor(a, k) for a, k in zip(arrays, known)]
             if self.regression_mean:
                 mu_K = torch.cat(module.encode_components(xs, which=known)[0], -1)
-                z_U, _, unknown = module.conditional_latent(mu_K, known)
+                log_resp, means, _, unknown = module.conditional_latent(mu_K, known)
+                z_U = (log_resp.exp().unsqueeze(-1) * means).sum(-2)  # the mixture's regression mean
                 parts = torch.split(z_U, [module.block_sizes[u] for u in unknown], dim=-1)
                 gen = {i: module.likelihoods[i].mean(module.decoders[i](zi))[None]
                        for i, zi in zip(unknown, parts)}

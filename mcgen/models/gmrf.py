@@ -337,8 +337,9 @@ class GMRFModule(MultiComponentModule):
         return torch.multinomial(log_resp.detach().exp(), 1, generator=generator).squeeze(-1)
 
     def _complete_latent(self, mus_K: list[Tensor], vs_K: list[Tensor], known: list[int], n_samples: int,
-                         generator: torch.Generator | None) -> tuple[Tensor, list[int]]:
-        """Draw ``z_U`` (n_samples, B, |U|) given the known encoders' outputs (see ``inference``)."""
+                         generator: torch.Generator | None, use_mean: bool = False) -> tuple[Tensor, list[int]]:
+        """Draw ``z_U`` (n_samples, B, |U|) given the known encoders' outputs (see ``inference``);
+        ``use_mean`` conditions on the known encoders' means instead (either inference mode)."""
         mu_K = torch.cat(mus_K, -1)
         v_K = torch.cat(vs_K, -1)
         B, K = mu_K.shape
@@ -347,7 +348,9 @@ class GMRFModule(MultiComponentModule):
         S_p = L_p @ L_p.mT
         k_idx = self.latent_indices(known)
         rows = torch.arange(n, device=mu_K.device)
-        if self.inference == "sample":
+        if use_mean:
+            z_K = mu_K.repeat(n_samples, 1)
+        elif self.inference == "sample":
             # z_K ~ q(z_K | x_K), each known component from its own encoder.
             u = torch.randn((n_samples, B, K), dtype=mu_K.dtype, device=mu_K.device, generator=generator)
             z_K = (mu_K + v_K.sqrt() * u).reshape(n, K)
@@ -361,14 +364,14 @@ class GMRFModule(MultiComponentModule):
             z_K = m_post[b, c] + (L_post[b, c] @ u).squeeze(-1)
         unknown = [i for i in range(self.n_components) if i not in known]
         log_resp, mean, L_c = condition_mixture(log_w, mu_p, S_p, k_idx, self.latent_indices(unknown), z_K)
-        if self.inference == "sample":
+        if use_mean or self.inference == "sample":
             c = self._pick(log_resp, generator)
         u = torch.randn((n, mean.shape[-1]), dtype=mu_K.dtype, device=mu_K.device, generator=generator)
         z_U = mean[rows, c] + (L_c[c] @ u.unsqueeze(-1)).squeeze(-1)
         return z_U.reshape(n_samples, B, -1), unknown
 
     def complete(self, xs_known: list[Tensor], known: list[int], n_samples: int = 1,
-                 generator: torch.Generator | None = None) -> dict[int, Tensor]:
+                 generator: torch.Generator | None = None, use_mean: bool = False) -> dict[int, Tensor]:
         mus, vs, _ = self.encode_components(xs_known, which=known)
         B = mus[0].shape[0]
         # Bound the per-row covariance work (B x C x |K|^2 for inference="potential").
@@ -378,7 +381,7 @@ class GMRFModule(MultiComponentModule):
         chunks = []
         for s in range(0, B, step):
             z_U, unknown = self._complete_latent([m[s:s + step] for m in mus], [v[s:s + step] for v in vs],
-                                                 known, n_samples, generator)
+                                                 known, n_samples, generator, use_mean)
             chunks.append(z_U)
         z_U = torch.cat(chunks, 1).reshape(n_samples * B, -1)
         out: dict[int, Tensor] = {}
