@@ -326,13 +326,13 @@ class CompletionScorer(Scorer):
         if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 2:
             raise ValueError(f"{self.name}: n_completions must be an integer of at least 2, got {m!r}")
 
-    def _metric(self, samples: np.ndarray, truth: np.ndarray) -> float:  # pragma: no cover
+    def _metric(self, samples: np.ndarray, truth: np.ndarray, scale: np.ndarray | None) -> float:  # pragma: no cover
         raise NotImplementedError
 
     def _score(self, estimator, X, y) -> float:
         ref = component_arrays(X)
         sets = _normalise_known(self.params["known"], len(ref))
-        values = [self._metric(samples, truth) for _, samples, truth in
+        values = [self._metric(samples, truth, scale) for _, samples, truth, scale in
                   _completion_blocks(estimator, ref, sets, self.params["n_completions"], self.params["random_state"])]
         return float(np.mean(values))
 
@@ -347,8 +347,8 @@ class EnergyScoreScorer(CompletionScorer):
 
     name = "neg_energy_score"
 
-    def _metric(self, samples, truth) -> float:
-        return -energy_score(samples, truth)
+    def _metric(self, samples, truth, scale) -> float:
+        return -energy_score(samples, truth, scale)
 
 
 class CompletionR2Scorer(CompletionScorer):
@@ -360,8 +360,8 @@ class CompletionR2Scorer(CompletionScorer):
 
     name = "completion_r2"
 
-    def _metric(self, samples, truth) -> float:
-        return _completion_r2(samples, truth)
+    def _metric(self, samples, truth, scale) -> float:
+        return _completion_r2(samples, truth, scale)
 
 
 class SingleCompletionR2Scorer(CompletionScorer):
@@ -374,8 +374,8 @@ class SingleCompletionR2Scorer(CompletionScorer):
 
     name = "single_completion_r2"
 
-    def _metric(self, samples, truth) -> float:
-        return _single_completion_r2(samples, truth)
+    def _metric(self, samples, truth, scale) -> float:
+        return _single_completion_r2(samples, truth, scale)
 
 
 class CoverageErrorScorer(CompletionScorer):
@@ -409,7 +409,7 @@ class CoverageErrorScorer(CompletionScorer):
         if self.params["target"] not in ("calibrated", "nominal"):
             raise ValueError(f"target must be 'calibrated' or 'nominal', got {self.params['target']!r}")
 
-    def _metric(self, samples, truth) -> float:
+    def _metric(self, samples, truth, scale) -> float:
         levels = _check_levels(self.params["levels"])
         target = self.params["target"]
         m = samples.shape[1]

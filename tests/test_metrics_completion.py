@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import r2_score
 from sklearn.model_selection import GridSearchCV
 
 import mcgen
@@ -313,7 +314,7 @@ def test_completion_metrics_flattens_and_concatenates_the_unknown_components():
     X = gaussian_rows(S, shapes, 300, seed=12)
     est = GaussianCompleter(S, shapes, scale=1.3)
     res = completion_metrics(est, list(X.arrays), known=[[0], [1, 2]], n_completions=6, random_state=3,
-                             levels=(0.5, 0.8, 0.95))
+                             levels=(0.5, 0.8, 0.95), scale="coordinate")
     assert set(res) == {"energy_score", "r2_mean", "r2_single", "coverage_50", "coverage_80", "coverage_95",
                         "per_known"}
     full = est.predict_missing([X.arrays[0]], known=[0], n_samples=6, random_state=3)
@@ -327,6 +328,41 @@ def test_completion_metrics_flattens_and_concatenates_the_unknown_components():
     cov = interval_coverage(samples, truth, (0.5, 0.8, 0.95))
     assert (first["coverage_50"], first["coverage_80"], first["coverage_95"]) == (cov[0.5], cov[0.8], cov[0.95])
     assert res["per_known"][1]["known"] == [1, 2]
+
+
+def test_scale_by_coordinate_sd_is_the_default_standardisation():
+    rng = np.random.default_rng(21)
+    truth = rng.standard_normal((200, 4)) * [1.0, 10.0, 0.1, 3.0]
+    samples = truth[:, None] + rng.standard_normal((200, 5, 4)) * [0.5, 2.0, 0.1, 1.0]
+    sd = truth.std(0)
+    assert np.isclose(energy_score(samples, truth, sd), energy_score(samples, truth), rtol=1e-12)
+    # the weighted R2 with per-coordinate sds is the uniform average of the coordinates' R2
+    assert np.isclose(completion_r2(samples, truth, sd), completion_r2(samples, truth), rtol=1e-12)
+    # and with one pooled scale it is sklearn's variance-weighted R2
+    pooled = np.full(4, truth.std())
+    ref = r2_score(truth, samples.mean(1), multioutput="variance_weighted")
+    assert np.isclose(completion_r2(samples, truth, pooled), ref, rtol=1e-12)
+
+
+def test_images_are_scaled_per_component_not_per_pixel():
+    """A nearly constant pixel (an image's dark border) must not dominate the image's scores."""
+    rng = np.random.default_rng(22)
+    img = rng.uniform(0, 1, (400, 1, 3, 3))
+    img[:, 0, 0, 0] = 1e-4 * rng.standard_normal(400)  # almost always dark
+    vec = img.reshape(400, -1)[:, 4:5] + 0.1 * rng.standard_normal((400, 1))
+
+    class Noisy:  # completes the image as truth + noise of sd 0.1 everywhere
+        def predict_missing(self, X, known, n_samples=1, random_state=None):
+            noise = np.random.default_rng(0).normal(0, 0.1, (400, n_samples, 1, 3, 3))
+            return [img[:, None] + noise, np.repeat(X[0][:, None], n_samples, 1)]
+
+    auto = completion_metrics(Noisy(), [img, vec], known=[[1]], n_completions=4)
+    per_pixel = completion_metrics(Noisy(), [img, vec], known=[[1]], n_completions=4, scale="coordinate")
+    assert auto["r2_mean"] > 0.8  # noise variance 0.01/4 against pixel variance ~1/12
+    assert per_pixel["r2_mean"] < -100  # the dark pixel's R2 is about -1e6 / 9
+    assert auto["energy_score"] < 0.3 < per_pixel["energy_score"]
+    with pytest.raises(ValueError, match="scale must be one of"):
+        completion_metrics(Noisy(), [img, vec], known=[[1]], scale="pixel")
 
 
 def test_completion_metrics_errors(two_gaussian):

@@ -69,11 +69,21 @@ def _check_samples(samples: Any, truth: Any, min_m: int, allow_point: bool = Fal
     return s, t
 
 
-def energy_score(samples: Any, truth: Any) -> float:
+def _scale(truth: np.ndarray, scale: Any) -> np.ndarray:
+    """Per-coordinate divisor: the truth's standard deviation, or the given one (d,)."""
+    if scale is None:
+        sd = truth.std(axis=0)
+    else:
+        sd = np.broadcast_to(np.asarray(scale, dtype=np.float64), truth.shape[1:])
+    return np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
+
+
+def energy_score(samples: Any, truth: Any, scale: Any = None) -> float:
     """Fair (unbiased) energy score of sampled completions, standardised and per coordinate.
 
-    Each coordinate is divided by the standard deviation of ``truth`` over the rows (``ddof=0``;
-    coordinates whose standard deviation is 0 or not finite are left as they are).  With
+    Each coordinate is divided by ``scale``: by default the standard deviation of ``truth`` over
+    the rows (``ddof=0``; coordinates whose standard deviation is 0 or not finite are left as they
+    are).  With
     ``X_1..X_m`` the standardised completions of a row and ``y`` its standardised truth::
 
         ES = mean_j ||X_j - y|| - 1 / (2 m (m - 1)) * sum_{j != k} ||X_j - X_k||
@@ -89,6 +99,9 @@ def energy_score(samples: Any, truth: Any) -> float:
         ``m >= 2`` completions per row.
     truth : array-like of shape (n_rows, d)
         The real values.
+    scale : array-like of shape (d,), optional
+        Divisor of each coordinate instead of the truth's per-coordinate standard deviation (for
+        images, one pooled standard deviation per component: see :func:`completion_metrics`).
 
     Returns
     -------
@@ -104,8 +117,7 @@ def energy_score(samples: Any, truth: Any) -> float:
     """
     s, t = _check_samples(samples, truth, min_m=2)
     n, m, d = s.shape
-    sd = t.std(axis=0)
-    scale = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
+    scale = _scale(t, scale)
     block = max(1, _BLOCK_ELEMENTS // (m * d))
     total = 0.0
     for start in range(0, n, block):
@@ -122,8 +134,10 @@ def energy_score(samples: Any, truth: Any) -> float:
     return float(total / n / np.sqrt(d))
 
 
-def _r2(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Uniform-average R2 over the coordinates of ``truth`` that vary."""
+def _r2(pred: np.ndarray, truth: np.ndarray, scale: Any = None) -> float:
+    """R2 over the coordinates of ``truth`` that vary: the uniform average of the coordinates'
+    R2 by default; with ``scale``, ``1 - sum_j SSE_j / s_j^2 / sum_j SST_j / s_j^2`` (which is the
+    uniform average again when ``s_j`` is each coordinate's standard deviation)."""
     varies = ~np.all(truth == truth[:1], axis=0)
     if not varies.any():
         raise ValueError("every coordinate of truth is constant; R2 is undefined")
@@ -131,10 +145,13 @@ def _r2(pred: np.ndarray, truth: np.ndarray) -> float:
     p = pred[:, varies]
     ss_res = ((t - p) ** 2).sum(axis=0)
     ss_tot = ((t - t.mean(axis=0)) ** 2).sum(axis=0)
-    return float(np.mean(1.0 - ss_res / ss_tot))
+    if scale is None:
+        return float(np.mean(1.0 - ss_res / ss_tot))
+    w = 1.0 / _scale(truth, scale)[varies] ** 2
+    return float(1.0 - (w * ss_res).sum() / (w * ss_tot).sum())
 
 
-def completion_r2(samples: Any, truth: Any) -> float:
+def completion_r2(samples: Any, truth: Any, scale: Any = None) -> float:
     """R2 of the completion mean against the truth.
 
     Parameters
@@ -143,14 +160,17 @@ def completion_r2(samples: Any, truth: Any) -> float:
         Completions; with three dimensions they are averaged over axis 1 (an estimate of the
         conditional mean), with two they are a point prediction.
     truth : array-like of shape (n_rows, d)
+    scale : array-like of shape (d,), optional
+        Weights the coordinates by ``1 / scale^2`` (see :func:`completion_metrics`): the R2 is
+        then ``1 - sum_j SSE_j / scale_j^2 / sum_j SST_j / scale_j^2``.
 
     Returns
     -------
     float
         ``1 - sum_rows (y - yhat)^2 / sum_rows (y - mean(y))^2`` per coordinate, averaged
         uniformly over the coordinates whose truth varies (constant ones have no R2 and are left
-        out).  1 is perfect, 0 is predicting the mean of the truth.  For ``m`` draws from the true
-        conditional its expectation is ``1 - (1 + 1/m) Var(y|x) / Var(y)`` per coordinate.
+        out; with ``scale``, the weighted form above).  1 is perfect, 0 is predicting the mean of
+        the truth.  For ``m`` draws from the true conditional its expectation is ``1 - (1 + 1/m) Var(y|x) / Var(y)`` per coordinate.
 
     Raises
     ------
@@ -158,16 +178,18 @@ def completion_r2(samples: Any, truth: Any) -> float:
         If the shapes do not match, a value is not finite or no coordinate of truth varies.
     """
     s, t = _check_samples(samples, truth, min_m=1, allow_point=True)
-    return _r2(s.mean(axis=1) if s.ndim == 3 else s, t)
+    return _r2(s.mean(axis=1) if s.ndim == 3 else s, t, scale)
 
 
-def single_completion_r2(samples: Any, truth: Any) -> float:
+def single_completion_r2(samples: Any, truth: Any, scale: Any = None) -> float:
     """R2 of the first completion ``samples[:, 0]`` against the truth.
 
     Parameters
     ----------
     samples : array-like of shape (n_rows, m, d)
     truth : array-like of shape (n_rows, d)
+    scale : array-like of shape (d,), optional
+        As in :func:`completion_r2`.
 
     Returns
     -------
@@ -182,7 +204,7 @@ def single_completion_r2(samples: Any, truth: Any) -> float:
         If the shapes do not match, a value is not finite or no coordinate of truth varies.
     """
     s, t = _check_samples(samples, truth, min_m=1)
-    return _r2(s[:, 0], t)
+    return _r2(s[:, 0], t, scale)
 
 
 def _check_levels(levels: Any) -> tuple[float, ...]:
@@ -240,9 +262,25 @@ def _coverage_key(level: float) -> str:
     return f"coverage_{int(round(100 * level))}"
 
 
-def _completion_blocks(estimator: Any, X: Any, known: str | Sequence, n_completions: int, random_state: Any
-                       ) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
-    """Yield ``(known, samples (n, m, d), truth (n, d))`` for each observed subset."""
+#: Ways of scaling the coordinates in :func:`completion_metrics`.
+SCALES = ("auto", "coordinate", "component")
+
+
+def _component_scale(a: np.ndarray, how: str) -> np.ndarray | None:
+    """Per-coordinate divisor of one component's flattened truth (None: its own per-coordinate sd)."""
+    pooled = how == "component" or (how == "auto" and a.ndim > 2)
+    if not pooled:
+        return None
+    flat = a.reshape(len(a), -1)
+    return np.full(flat.shape[1], float(flat.std()))
+
+
+def _completion_blocks(estimator: Any, X: Any, known: str | Sequence, n_completions: int, random_state: Any,
+                       scale: str = "auto"
+                       ) -> Iterator[tuple[list[int], np.ndarray, np.ndarray, np.ndarray | None]]:
+    """Yield ``(known, samples (n, m, d), truth (n, d), scale (d,) or None)`` for each subset."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
     if isinstance(n_completions, bool) or not isinstance(n_completions, (int, np.integer)):
         raise TypeError(f"n_completions must be an integer, got {type(n_completions).__name__}")
     m = int(n_completions)
@@ -252,7 +290,7 @@ def _completion_blocks(estimator: Any, X: Any, known: str | Sequence, n_completi
     n = ref[0].shape[0]
     for ks in known_subsets(len(ref), known):
         full = estimator.predict_missing([ref[k] for k in ks], known=ks, n_samples=m, random_state=random_state)
-        parts, truths = [], []
+        parts, truths, scales = [], [], []
         for i in range(len(ref)):
             if i in ks:
                 continue
@@ -261,12 +299,18 @@ def _completion_blocks(estimator: Any, X: Any, known: str | Sequence, n_completi
                 raise ValueError(f"predict_missing returned component {i} with shape {a.shape}; expected "
                                  f"({n}, {m}, ...) for {n} rows and n_samples={m}")
             parts.append(a.reshape(n, m, -1))
-            truths.append(np.asarray(ref[i], dtype=np.float64).reshape(n, -1))
-        yield list(ks), np.concatenate(parts, axis=-1), np.concatenate(truths, axis=-1)
+            truth = np.asarray(ref[i], dtype=np.float64)
+            truths.append(truth.reshape(n, -1))
+            sc = _component_scale(truth, scale)
+            scales.append(truths[-1].std(axis=0) if sc is None else sc)
+        pooled = any(_component_scale(np.asarray(ref[i]), scale) is not None for i in range(len(ref)) if i not in ks)
+        yield (list(ks), np.concatenate(parts, axis=-1), np.concatenate(truths, axis=-1),
+               np.concatenate(scales) if pooled else None)
 
 
 def completion_metrics(estimator: Any, X: Any, known: str | Sequence = "leave_one_out", n_completions: int = 10,
-                       random_state: Any = 0, levels: Sequence[float] = (0.5, 0.9)) -> dict[str, Any]:
+                       random_state: Any = 0, levels: Sequence[float] = (0.5, 0.9), scale: str = "auto"
+                       ) -> dict[str, Any]:
     """Probabilistic-completion metrics of a fitted estimator on held-out rows.
 
     For each observed subset, the other components of the rows of ``X`` are completed
@@ -291,6 +335,13 @@ def completion_metrics(estimator: Any, X: Any, known: str | Sequence = "leave_on
         Passed to every ``predict_missing`` call.
     levels : sequence of float, default=(0.5, 0.9)
         Interval levels of the coverage.
+    scale : {"auto", "coordinate", "component"}, default="auto"
+        How coordinates are put on one scale for the energy score and the R2. ``"coordinate"``:
+        each by its own standard deviation over the rows (the R2 is then the uniform average of
+        the coordinates' R2). ``"component"``: each component by one pooled standard deviation
+        (the R2 is then variance-weighted, so near-constant pixels, such as an image's always-dark
+        border, neither dominate nor blow up). ``"auto"``: ``"component"`` for components with
+        more than one feature axis (images), ``"coordinate"`` for vectors.
 
     Returns
     -------
@@ -310,10 +361,10 @@ def completion_metrics(estimator: Any, X: Any, known: str | Sequence = "leave_on
     if len(set(keys)) != len(keys):
         raise ValueError(f"levels {levels} give duplicate keys {keys}")
     per_known: list[dict[str, Any]] = []
-    for ks, samples, truth in _completion_blocks(estimator, X, known, n_completions, random_state):
-        row: dict[str, Any] = {"known": ks, "energy_score": energy_score(samples, truth),
-                               "r2_mean": completion_r2(samples, truth),
-                               "r2_single": single_completion_r2(samples, truth)}
+    for ks, samples, truth, sc in _completion_blocks(estimator, X, known, n_completions, random_state, scale):
+        row: dict[str, Any] = {"known": ks, "energy_score": energy_score(samples, truth, sc),
+                               "r2_mean": completion_r2(samples, truth, sc),
+                               "r2_single": single_completion_r2(samples, truth, sc)}
         cov = interval_coverage(samples, truth, levels)
         row.update({key: cov[v] for key, v in zip(keys, levels)})
         per_known.append(row)
