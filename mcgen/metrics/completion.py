@@ -170,7 +170,8 @@ def completion_r2(samples: Any, truth: Any, scale: Any = None) -> float:
         ``1 - sum_rows (y - yhat)^2 / sum_rows (y - mean(y))^2`` per coordinate, averaged
         uniformly over the coordinates whose truth varies (constant ones have no R2 and are left
         out; with ``scale``, the weighted form above).  1 is perfect, 0 is predicting the mean of
-        the truth.  For ``m`` draws from the true conditional its expectation is ``1 - (1 + 1/m) Var(y|x) / Var(y)`` per coordinate.
+        the truth.  For ``m`` draws from the true conditional its expectation is
+        ``1 - (1 + 1/m) Var(y|x) / Var(y)`` per coordinate.
 
     Raises
     ------
