@@ -280,3 +280,26 @@ def test_old_single_gaussian_state_dict_loads(copula):
     fresh = gmrf(max_epochs=1).fit(copula)
     fresh.module_.load_state_dict(state)
     np.testing.assert_array_equal(fresh.prior_covariance(), est.prior_covariance())
+
+
+def test_straight_through_draw_is_an_exact_draw_and_trains_the_responsibilities():
+    from mcgen.models.gmrf import GMRFModule
+
+    torch.manual_seed(0)
+    r = torch.tensor([0.2, 0.5, 0.3])
+    log_resp = torch.log(r).expand(200_000, 3).clone().requires_grad_(True)
+    means = torch.tensor([[-3.0, 0.0], [0.0, 2.0], [4.0, -1.0]])
+    L_c = torch.stack([torch.eye(2) * 0.5, torch.tensor([[1.0, 0.0], [0.5, 0.3]]), torch.eye(2)])
+    u = torch.randn(200_000, 2)
+    z = GMRFModule._straight_through_draw(log_resp, means.expand(200_000, 3, 2), L_c, u)
+    m = (r[:, None] * means).sum(0)
+    S = L_c @ L_c.mT
+    cov = sum(r[c] * (S[c] + torch.outer(means[c] - m, means[c] - m)) for c in range(3))
+    zn = z.detach().double().numpy()
+    np.testing.assert_allclose(zn.mean(0), m.numpy(), atol=0.03)
+    np.testing.assert_allclose(np.cov(zn.T), cov.numpy(), atol=0.08)
+    # the first coordinate separates the components: pushing it up must raise the weight of
+    # component 2 (mean +4) and lower that of component 0 (mean -3)
+    z[:, 0].mean().backward()
+    g = log_resp.grad.sum(0)
+    assert g[2] > 0 > g[0]

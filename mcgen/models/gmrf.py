@@ -345,6 +345,7 @@ class GMRFModule(MultiComponentModule):
         B, K = mu_K.shape
         n = n_samples * B
         log_w, mu_p, L_p = self.prior_mixture()
+        C_ = mu_p.shape[0]
         S_p = L_p @ L_p.mT
         k_idx = self.latent_indices(known)
         rows = torch.arange(n, device=mu_K.device)
@@ -364,11 +365,29 @@ class GMRFModule(MultiComponentModule):
             z_K = m_post[b, c] + (L_post[b, c] @ u).squeeze(-1)
         unknown = [i for i in range(self.n_components) if i not in known]
         log_resp, mean, L_c = condition_mixture(log_w, mu_p, S_p, k_idx, self.latent_indices(unknown), z_K)
-        if use_mean or self.inference == "sample":
-            c = self._pick(log_resp, generator)
         u = torch.randn((n, mean.shape[-1]), dtype=mu_K.dtype, device=mu_K.device, generator=generator)
-        z_U = mean[rows, c] + (L_c[c] @ u.unsqueeze(-1)).squeeze(-1)
+        if self.inference == "sample" and C_ > 1 and torch.is_grad_enabled() and self.training:
+            z_U = self._straight_through_draw(log_resp, mean, L_c, u)
+        else:
+            if use_mean or self.inference == "sample":
+                c = self._pick(log_resp, generator)
+            z_U = mean[rows, c] + (L_c[c] @ u.unsqueeze(-1)).squeeze(-1)
         return z_U.reshape(n_samples, B, -1), unknown
+
+    @staticmethod
+    def _straight_through_draw(log_resp: Tensor, mean: Tensor, L_c: Tensor, u: Tensor, tau: float = 1.0) -> Tensor:
+        """A draw from the mixture conditional whose gradient reaches the responsibilities.
+
+        Forward: the exact draw (c = argmax(log r_c + Gumbel noise) is distributed as r, then
+        ``mean_c + L_c u``).  Backward: straight through the Gumbel-softmax weights, so the
+        conditional-generation term also trains which component the known latents select (a
+        plain categorical draw would give the responsibilities no gradient at all)."""
+        gumbel = -torch.log(-torch.log(torch.rand_like(log_resp).clamp(1e-20, 1.0)))
+        soft = torch.softmax((log_resp + gumbel) / tau, dim=-1)
+        hard = F.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
+        weights = hard - soft.detach() + soft
+        candidates = mean + torch.einsum("cij,nj->nci", L_c, u)  # (N, C, |U|)
+        return (weights.unsqueeze(-1) * candidates).sum(1)
 
     def complete(self, xs_known: list[Tensor], known: list[int], n_samples: int = 1,
                  generator: torch.Generator | None = None, use_mean: bool = False) -> dict[int, Tensor]:
