@@ -109,6 +109,11 @@ def test_completion_benchmark_runs(tmp_path):
     assert gmrf["params"]["beta"] == 0.05 and gmrf["params"]["latent_dim"] == 4
     assert mopoe["params"]["latent_dim"] == 12 and mopoe["total_latent"] == 12  # d x M, shared
     assert 0 < saved["datasets"]["wdbc"]["references"]["0"]["ceiling"] <= 1
+    # the report script turns the JSON into one markdown table per dataset and task
+    text = _load("completion_report").main([str(out), "--metrics", "energy_score", "coherence"])
+    assert "**wdbc, from_one**" in text and "**copula, leave_one_out**" in text
+    row = [line for line in text.splitlines() if line.startswith("| - | gmrf |")][-1]  # wdbc, leave_one_out
+    assert f"| {gmrf['tasks']['leave_one_out']['energy_score']:.3f} |" in row and row.count("|") == 6
 
 
 def test_completion_benchmark_records_a_failing_fit_and_checks_params(tmp_path):
