@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> dict:
         est = GMRFMultiComponentVAE(latent_dim=args.latent_dim, beta=args.beta, max_epochs=args.epochs,
                                     covariance=args.covariance, prior=args.prior,
                                     refit_prior=not args.no_refit, random_state=seed,
+                                    prior_components=args.prior_components, cond_weight=args.cond_weight,
                                     batch_size=args.batch_size, lr=args.lr)
         t0 = time.perf_counter()
         est.fit(X)
@@ -82,7 +83,9 @@ def main(argv=None) -> dict:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--covariance", default="elementwise")
     p.add_argument("--prior", default="learned")
-    p.add_argument("--no-refit", action="store_true", help="keep the trained prior (no moment-match refit)")
+    p.add_argument("--no-refit", action="store_true", help="keep the trained prior (no closed-form refit)")
+    p.add_argument("--prior-components", type=int, default=GMRFMultiComponentVAE().prior_components)
+    p.add_argument("--cond-weight", type=float, default=GMRFMultiComponentVAE().cond_weight)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "copula_gmrf.json"))
     args = p.parse_args(argv)

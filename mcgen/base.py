@@ -59,6 +59,9 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
     checkpoint_dir = None
     #: Default latent size (the paper's settings differ per method).
     _default_latent_dim = 2
+    #: ``latent_dim="auto"``: this many latent coordinates per component, or the component's number
+    #: of features when it has fewer (docs/results.md, "Completion on real data").
+    _auto_latent_max = 8
 
     def _build_module(self, specs: list[ComponentSpec]) -> MultiComponentModule:  # pragma: no cover
         raise NotImplementedError
@@ -137,6 +140,11 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
         shapes = C.component_shapes if C is not None else [tuple(sh) for sh in shapes]
         M = len(shapes)
         latent = self.latent_dim if self.latent_dim is not None else self._default_latent_dim
+        if isinstance(latent, str):
+            if latent != "auto":
+                raise ValueError(f"latent_dim must be a positive integer, a list of them or 'auto', got {latent!r}")
+            # as many latent coordinates as the benchmark found best, never more than features
+            latent = [min(self._auto_latent_max, int(np.prod(sh))) for sh in shapes]
         latent = _per_component(latent, M, "latent_dim")
         encoders = _per_component(self.encoder, M, "encoder")
         decoders = _per_component(self.decoder, M, "decoder")

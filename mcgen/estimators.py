@@ -10,6 +10,7 @@ import torch
 from mcgen.base import MultiComponentVAE
 from mcgen.models.base import ComponentSpec
 from mcgen.models.gmrf import INFERENCE_MODES, GMRFModule
+from mcgen.training import EpochPriorRefit
 
 _COMMON_DOC = """
     latent_dim : int or list of int, default={latent}
@@ -61,7 +62,10 @@ class GMRFMultiComponentVAE(MultiComponentVAE):
     concatenated per-component latents, with closed-form conditional generation.
 
     Parameters
-    ----------""" + _COMMON_DOC.format(latent=2, beta=0.1, epochs=100) + """
+    ----------""" + _COMMON_DOC.format(latent='"auto"', beta=0.1, epochs=100).replace(
+        "one for all components or one per component.",
+        "one for all components or one per component; ``\"auto\"``: 8 per component, or the\n"
+        "        component's number of features when it has fewer (measured best on real data).") + """
     covariance : {"elementwise", "blockwise"}, default="elementwise"
         SPD construction of the posterior covariance (see ``docs/mathematics.md``).
     epsilon : float, default=0.9
@@ -73,14 +77,15 @@ class GMRFMultiComponentVAE(MultiComponentVAE):
     prior : {"learned", "standard"}, default="learned"
         Learned full-covariance Gaussian prior or N(0, I) (ablation).
     refit_prior : bool, default=True
-        After training, refit the learned prior to the aggregate posterior in closed form: the
-        moment match for one component (the Gaussian minimising the average KL from the
-        posteriors), EM for a mixture.
-    prior_components : int, default=1
-        Number of full-covariance Gaussians in the learned prior (a mixture of GMRFs). Completion
-        stays closed form: a mixture of Gaussian conditionals weighted by each component's
-        responsibility for the known latents.
-    cond_weight : float, default=0.0
+        Refit the learned prior to the aggregate posterior in closed form, after every epoch (on
+        up to 4,096 training rows) and after training (on all of them): the moment match for one
+        component (the Gaussian minimising the average KL from the posteriors), EM for a mixture.
+    prior_components : int, default=10
+        Number of full-covariance Gaussians in the learned prior (a mixture of GMRFs; 1 is the
+        paper's single Gaussian; ignored with ``prior="standard"``). Completion stays closed form: a
+        mixture of Gaussian conditionals weighted by each component's responsibility for the known
+        latents.
+    cond_weight : float, default=1.0
         Weight of the conditional-generation term: per batch, a random known subset is encoded as
         at prediction time and the others are generated from the prior's conditional and
         reconstructed (a lower bound on the log-likelihood of the model's own completions).
@@ -106,13 +111,13 @@ class GMRFMultiComponentVAE(MultiComponentVAE):
     [(3, 2), (3, 2), (3, 2), (3, 2)]
     """
 
-    def __init__(self, latent_dim=2, beta=0.1, *, encoder="auto", decoder="auto", encoder_kwargs=None,
+    def __init__(self, latent_dim="auto", beta=0.1, *, encoder="auto", decoder="auto", encoder_kwargs=None,
                  decoder_kwargs=None, likelihood="gaussian", llik_scaling=None, standardize=True,
                  max_epochs=100, batch_size=256, lr=1e-3, optimizer="adam", device="cpu", callbacks=None,
                  valid_fraction=None, patience=10, clip_grad_norm=None, net_kwargs=None,
                  random_state=None, verbose=0, checkpoint_dir=None, covariance="elementwise", epsilon=0.9, delta=1e-6,
-                 offdiag_hidden=128, offdiag_layers=2, prior="learned", refit_prior=True, prior_components=1,
-                 cond_weight=0.0, inference="sample"):
+                 offdiag_hidden=128, offdiag_layers=2, prior="learned", refit_prior=True, prior_components=10,
+                 cond_weight=1.0, inference="sample"):
         self.latent_dim = latent_dim
         self.beta = beta
         self.encoder = encoder
@@ -158,8 +163,6 @@ class GMRFMultiComponentVAE(MultiComponentVAE):
         C = self.prior_components
         if isinstance(C, bool) or not isinstance(C, numbers.Integral) or C < 1:
             raise ValueError(f"prior_components must be a positive integer, got {C!r}")
-        if self.prior == "standard" and C != 1:
-            raise ValueError("prior='standard' (N(0, I)) has one component; set prior_components=1")
         w = self.cond_weight
         if isinstance(w, bool) or not isinstance(w, numbers.Real) or not (np.isfinite(w) and w >= 0):
             raise ValueError(f"cond_weight must be a non-negative number, got {w!r}")
@@ -170,6 +173,13 @@ class GMRFMultiComponentVAE(MultiComponentVAE):
                           delta=self.delta, offdiag_hidden=self.offdiag_hidden,
                           offdiag_layers=self.offdiag_layers, prior=self.prior, prior_components=int(C),
                           cond_weight=float(w), inference=self.inference)
+
+    def _make_net(self, module, seed):
+        net = super()._make_net(module, seed)
+        if self.refit_prior and self.prior == "learned":
+            # keep the prior matched to the encoders during training, not only after it
+            net.callbacks = [("epoch_prior_refit", EpochPriorRefit()), *net.callbacks]
+        return net
 
     def _after_fit(self, dataset) -> None:
         if self.refit_prior and self.prior == "learned":

@@ -82,6 +82,10 @@ def condition_mixture(log_w: Tensor, mu: Tensor, S: Tensor, known_idx: Tensor, u
         Cholesky factors of each component's conditional covariance (the same for every row).
     """
     K = known_idx.numel()
+    dtype = z_known.dtype
+    # float64: S_UU - S_UK S_KK^-1 S_KU cancels badly in float32 when a component is strongly
+    # correlated or nearly singular (C small D x D matrices, so the cost is negligible).
+    S, mu, log_w, z_known = S.double(), mu.double(), log_w.double(), z_known.double()
     S_KK = S[:, known_idx][:, :, known_idx]
     S_UK = S[:, unknown_idx][:, :, known_idx]
     S_UU = S[:, unknown_idx][:, :, unknown_idx]
@@ -96,7 +100,8 @@ def condition_mixture(log_w: Tensor, mu: Tensor, S: Tensor, known_idx: Tensor, u
     cov = S_UU - G.mT @ G
     L_cond, _ = cholesky_with_jitter(0.5 * (cov + cov.mT))
     batch = z_known.shape[:-1]
-    return (log_resp.mT.reshape(*batch, -1), mean.permute(2, 0, 1).reshape(*batch, *mean.shape[:2]), L_cond)
+    return (log_resp.mT.reshape(*batch, -1).to(dtype),
+            mean.permute(2, 0, 1).reshape(*batch, *mean.shape[:2]).to(dtype), L_cond.to(dtype))
 
 
 def condition_mixture_on_noisy(log_w: Tensor, mu: Tensor, S: Tensor, known_idx: Tensor, y: Tensor,
@@ -218,6 +223,14 @@ def fit_mixture_to_gaussians(batches: Callable[[], Iterable[tuple[Tensor, Tensor
         lw = torch.log(Nc / Nc.sum())
         m = s_rmu / Nc[:, None]
         P = (s_rS + s_rmm) / Nc[:, None, None] - m.unsqueeze(-1) * m.unsqueeze(-2)
+        # A component that explains (almost) no row has no usable statistics (its second moments
+        # would be rounding noise): park it at the whole aggregate's moments, with its tiny weight.
+        dead = Nc < 1e-3 * n / C
+        if bool(dead.any()):
+            m_all = s_rmu.sum(0) / n
+            P_all = (s_rS.sum(0) + s_rmm.sum(0)) / n - torch.outer(m_all, m_all)
+            m = torch.where(dead[:, None], m_all, m)
+            P = torch.where(dead[:, None, None], P_all, P)
         P = 0.5 * (P + P.mT)
         scale = P.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-12)
         P = P + reg * scale[:, None, None] * eye

@@ -124,6 +124,20 @@ def test_em_bound_increases_and_separated_clusters_are_recovered():
     np.testing.assert_allclose(covs, np.broadcast_to(0.5 * np.eye(2), (3, 2, 2)), atol=0.06)
 
 
+def test_em_parks_a_component_that_explains_no_row():
+    rng = np.random.default_rng(8)
+    mus = torch.tensor(rng.standard_normal((500, 3)))
+    Ss = torch.eye(3, dtype=torch.float64).expand(500, 3, 3) * 0.1
+    start = torch.tensor([[0.0, 0.0, 0.0], [1e3, 1e3, 1e3]], dtype=torch.float64)  # the second sees nothing
+    L0 = torch.eye(3, dtype=torch.float64).expand(2, 3, 3).clone()
+    log_w, m, L, _ = fit_mixture_to_gaussians(_gaussian_batches(mus, Ss), torch.zeros(2, dtype=torch.float64),
+                                              start, L0, max_iter=5)
+    assert log_w.exp()[1] < 1e-6 and torch.isfinite(L).all()
+    # parked at the aggregate's own moments: a valid, harmless component
+    np.testing.assert_allclose(m[1].numpy(), mus.mean(0).numpy(), atol=1e-9)
+    assert (torch.linalg.eigvalsh(L[1] @ L[1].T) > 0.05).all()
+
+
 @pytest.fixture(scope="module")
 def copula():
     X, _ = load_dataset("copula", n_samples=300, random_state=0)
@@ -263,21 +277,31 @@ def test_mixture_estimator_end_to_end(mixture_fit, copula):
 
 
 @pytest.mark.parametrize("bad", [{"prior_components": 0}, {"prior_components": 2.5}, {"cond_weight": -1.0},
-                                 {"inference": "mean"}, {"prior": "standard", "prior_components": 2}])
+                                 {"inference": "mean"}, {"latent_dim": "big"}])
 def test_bad_new_parameters_raise_before_training(copula, bad):
-    with pytest.raises(ValueError, match=next(iter(bad)) if "prior" not in bad else "prior"):
+    with pytest.raises(ValueError, match=next(iter(bad))):
         gmrf(**bad).fit(copula)
 
 
+def test_auto_latent_and_standard_prior_with_the_mixture_default(copula):
+    from mcgen import Components
+
+    X = Components([copula.arrays[0], np.hstack([copula.arrays[1]] * 6), copula.arrays[2][:, :1]])
+    est = gmrf(latent_dim="auto", prior="standard", max_epochs=1).fit(X)
+    assert est.latent_dims_ == [2, 8, 1]  # at most 8, never more than the features
+    assert est.module_.prior_mean.shape == (1, 11)  # N(0, I) has one component
+    np.testing.assert_array_equal(est.prior_covariance(), np.eye(11))
+
+
 def test_old_single_gaussian_state_dict_loads(copula):
-    est = gmrf(max_epochs=1).fit(copula)
+    est = gmrf(max_epochs=1, prior_components=1).fit(copula)
     state = {k: v.clone() for k, v in est.module_.state_dict().items()}
     # the layout written before the mixture prior existed
     state["prior_mean"] = state["prior_mean"][0]
     state["prior_diag_raw"] = state["prior_diag_raw"][0]
     state["prior_offdiag"] = state["prior_offdiag"][0]
     del state["prior_logits"]
-    fresh = gmrf(max_epochs=1).fit(copula)
+    fresh = gmrf(max_epochs=1, prior_components=1).fit(copula)
     fresh.module_.load_state_dict(state)
     np.testing.assert_array_equal(fresh.prior_covariance(), est.prior_covariance())
 

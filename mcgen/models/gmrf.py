@@ -129,9 +129,8 @@ class GMRFModule(MultiComponentModule):
             self.prior_offdiag = nn.Parameter(torch.zeros(C, tril.shape[1]))
             self.prior_logits = nn.Parameter(torch.zeros(C))
         elif prior == "standard":
-            if C != 1:
-                raise ValueError("prior='standard' is N(0, I): it has one component, got prior_components="
-                                 f"{prior_components!r}")
+            # N(0, I) has one component whatever prior_components says
+            C = self.n_prior_components = 1
             self.register_buffer("prior_mean", torch.zeros(1, D))
             self.register_buffer("prior_diag_raw", torch.full((1, D), _SOFTPLUS_INV_ONE))
             self.register_buffer("prior_offdiag", torch.zeros(1, tril.shape[1]))
