@@ -10,7 +10,6 @@ import torch
 from mcgen.base import MultiComponentVAE
 from mcgen.models.base import ComponentSpec
 from mcgen.models.gmrf import INFERENCE_MODES, GMRFModule
-from mcgen.training import EpochPriorRefit
 
 _COMMON_DOC = """
     latent_dim : int or list of int, default={latent}
@@ -77,9 +76,9 @@ class GMRFMultiComponentVAE(MultiComponentVAE):
     prior : {"learned", "standard"}, default="learned"
         Learned full-covariance Gaussian prior or N(0, I) (ablation).
     refit_prior : bool, default=True
-        Refit the learned prior to the aggregate posterior in closed form, after every epoch (on
-        up to 4,096 training rows) and after training (on all of them): the moment match for one
-        component (the Gaussian minimising the average KL from the posteriors), EM for a mixture.
+        After training, refit the learned prior to the aggregate posterior in closed form: the
+        moment match for one component (the Gaussian minimising the average KL from the
+        posteriors), EM for a mixture (warm-started from the prior learned during training).
     prior_components : int, default=10
         Number of full-covariance Gaussians in the learned prior (a mixture of GMRFs; 1 is the
         paper's single Gaussian; ignored with ``prior="standard"``). Completion stays closed form: a
@@ -173,13 +172,6 @@ class GMRFMultiComponentVAE(MultiComponentVAE):
                           delta=self.delta, offdiag_hidden=self.offdiag_hidden,
                           offdiag_layers=self.offdiag_layers, prior=self.prior, prior_components=int(C),
                           cond_weight=float(w), inference=self.inference)
-
-    def _make_net(self, module, seed):
-        net = super()._make_net(module, seed)
-        if self.refit_prior and self.prior == "learned":
-            # keep the prior matched to the encoders during training, not only after it
-            net.callbacks = [("epoch_prior_refit", EpochPriorRefit()), *net.callbacks]
-        return net
 
     def _after_fit(self, dataset) -> None:
         if self.refit_prior and self.prior == "learned":

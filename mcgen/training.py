@@ -124,38 +124,3 @@ class JitterCounter(Callback):
         if counter is not None and self.start_ is not None:
             net.history.record("cholesky_jitter", int(counter) - self.start_)
 
-
-class EpochPriorRefit(Callback):
-    """Refits a model's prior to its aggregate posterior in closed form after every epoch.
-
-    For modules with ``posterior(xs) -> (mu, Sigma)`` and ``refit_prior(posteriors, max_iter)``
-    (the GMRF model).  The refit uses at most ``max_rows`` training rows drawn afresh each epoch
-    (torch's global generator, so a seeded fit stays reproducible) and warm-starts EM from the
-    current prior.  Why: the conditional-generation term completes through the prior's
-    conditional, which gradient steps on ``beta * KL`` move only slowly when ``beta`` is small;
-    refitting keeps that conditional matched to the current encoders from the first epoch on.
-    """
-
-    def __init__(self, max_rows: int = 4096, max_iter: int = 20):
-        self.max_rows = int(max_rows)
-        self.max_iter = int(max_iter)
-
-    def on_epoch_end(self, net, dataset_train=None, **kwargs):
-        if dataset_train is None:
-            return
-        base, indices = _resolve(dataset_train)
-        n = len(base) if indices is None else len(indices)
-        rows = torch.randperm(n)[:self.max_rows]
-        if indices is not None:
-            rows = indices[rows]
-        module = net.module_
-        dev = next(module.parameters()).device
-        xs, _ = base[rows]
-        was = module.training
-        module.eval()
-        try:
-            with torch.no_grad():
-                post = module.posterior([x.to(dev) for x in xs])
-                module.refit_prior(lambda: [post], max_iter=self.max_iter)
-        finally:
-            module.train(was)
