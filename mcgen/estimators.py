@@ -84,7 +84,7 @@ class GMRFMultiComponentVAE(MultiComponentVAE):
         paper's single Gaussian; ignored with ``prior="standard"``). Completion stays closed form: a
         mixture of Gaussian conditionals weighted by each component's responsibility for the known
         latents.
-    cond_weight : float, default=1.0
+    cond_weight : float, default=0.3
         Weight of the conditional-generation term: per batch, a random known subset is encoded as
         at prediction time and the others are generated from the prior's conditional and
         reconstructed (a lower bound on the log-likelihood of the model's own completions).
@@ -116,7 +116,7 @@ class GMRFMultiComponentVAE(MultiComponentVAE):
                  valid_fraction=None, patience=10, clip_grad_norm=None, net_kwargs=None,
                  random_state=None, verbose=0, checkpoint_dir=None, covariance="elementwise", epsilon=0.9, delta=1e-6,
                  offdiag_hidden=128, offdiag_layers=2, prior="learned", refit_prior=True, prior_components=10,
-                 cond_weight=1.0, inference="sample"):
+                 cond_weight=0.3, inference="sample"):
         self.latent_dim = latent_dim
         self.beta = beta
         self.encoder = encoder
