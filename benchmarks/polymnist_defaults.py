@@ -86,6 +86,7 @@ def main(argv=None) -> dict:
     p.add_argument("--rows-shown", type=int, default=8)
     p.add_argument("--png", default="/tmp/polymnist_defaults_grid.png")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--quick", action="store_true", help="completion.py's tiny polymnist setting (a smoke run)")
     p.add_argument("--data-home", default=None)
     p.add_argument("--also-potential", action="store_true",
                    help="GMRF: also score from_one with inference='potential' at prediction time only "
@@ -95,7 +96,7 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     cb = _completion_module()
     overrides = cb.parse_params([f"{args.model}:{item}" for item in (args.param or [])], [args.model])[args.model]
-    setting = cb.polymnist_setting(False)
+    setting = cb.polymnist_setting(args.quick)
     split = cb.load_split("polymnist", setting, args.seed, args.data_home)
     judge = cb.PolyCoherence(split, setting, args.data_home)
     params = cb.estimator_params(args.model, setting, split.X_train.n_components, args.seed, 1e-3, overrides)

@@ -139,3 +139,20 @@ def test_completion_benchmark_records_a_failing_fit_and_checks_params(tmp_path):
     assert "beta" in gmrf["error"] and gmrf["tasks"] == {}
     assert mvae["error"] is None and mvae["tasks"]["from_one"]["energy_score"] > 0
     assert saved["datasets"]["wdbc"]["summary"]["from_one"]["gmrf"]["errors"]
+
+
+def test_polymnist_defaults_benchmark_runs(tmp_path, monkeypatch):
+    data = Path(__file__).resolve().parents[2] / "shared" / "data"
+    monkeypatch.setenv("HOME", str(tmp_path))  # derived caches go to a fresh ~/.mcgen_data
+    threads = torch.get_num_threads()
+    try:
+        run = _load("polymnist_defaults").main(["--quick", "--rows-shown", "2", "--param", "prior_components=2",
+                                                "--data-home", str(data), "--png", str(tmp_path / "grid.png"),
+                                                "--out", str(tmp_path / "grid.json")])
+    finally:
+        torch.set_num_threads(threads)
+    saved = json.loads((tmp_path / "grid.json").read_text())
+    assert saved["params"]["prior_components"] == 2
+    assert set(saved["tasks"]) == {"leave_one_out", "from_one"}
+    assert 0 <= saved["tasks"]["from_one"]["coherence"] <= 1
+    assert (tmp_path / "grid.png").stat().st_size > 0 and len(run["grid"]["labels"]) == 2
