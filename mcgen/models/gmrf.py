@@ -344,7 +344,7 @@ class GMRFModule(MultiComponentModule):
         B, K = mu_K.shape
         n = n_samples * B
         log_w, mu_p, L_p = self.prior_mixture()
-        C_ = mu_p.shape[0]
+        n_mix = mu_p.shape[0]
         S_p = L_p @ L_p.mT
         k_idx = self.latent_indices(known)
         rows = torch.arange(n, device=mu_K.device)
@@ -365,7 +365,7 @@ class GMRFModule(MultiComponentModule):
         unknown = [i for i in range(self.n_components) if i not in known]
         log_resp, mean, L_c = condition_mixture(log_w, mu_p, S_p, k_idx, self.latent_indices(unknown), z_K)
         u = torch.randn((n, mean.shape[-1]), dtype=mu_K.dtype, device=mu_K.device, generator=generator)
-        if self.inference == "sample" and C_ > 1 and torch.is_grad_enabled() and self.training:
+        if self.inference == "sample" and n_mix > 1 and torch.is_grad_enabled() and self.training:
             z_U = self._straight_through_draw(log_resp, mean, L_c, u)
         else:
             if use_mean or self.inference == "sample":
@@ -392,7 +392,8 @@ class GMRFModule(MultiComponentModule):
                  generator: torch.Generator | None = None, use_mean: bool = False) -> dict[int, Tensor]:
         mus, vs, _ = self.encode_components(xs_known, which=known)
         B = mus[0].shape[0]
-        # Bound the per-row covariance work (B x C x |K|^2 for inference="potential").
+        # Rows per chunk: bounds the per-row work (B x C x |K|^2 covariances for "potential",
+        # n_samples x C candidate means per row) at about 2^24 numbers.
         K = sum(m.shape[-1] for m in mus)
         C = self.n_prior_components
         step = max(1, 2**24 // (C * K * K + n_samples * C * self.D))
