@@ -61,11 +61,12 @@ def test_conditional_latent_matches_numpy_and_any_subset_works(fitted, copula):
 
 def test_refit_prior_is_the_moment_match_of_the_aggregate_posterior(fitted, copula):
     module = fitted.module_
-    xs = [torch.tensor(a, dtype=torch.float32) for a in copula.arrays]
     xs = [fitted._to_tensor(a, i) for i, a in enumerate(copula.arrays)]
     with torch.no_grad():
         mu, S = module.posterior(xs)
-        m, cov = module.aggregate_posterior_moments([[x[:100] for x in xs], [x[100:] for x in xs]])
+        batches = [module.posterior([x[:100] for x in xs]), module.posterior([x[100:] for x in xs])]
+        module.refit_prior(lambda: batches)  # one component: one M-step, the moment match
+        m, cov = module.prior_mean[0].detach(), module.prior_covariance().detach()
     mu, S = mu.double().numpy(), S.double().numpy()
     ref_cov = S.mean(0) + np.cov(mu.T, bias=True)
     np.testing.assert_allclose(m.numpy(), mu.mean(0), rtol=1e-4, atol=1e-5)
@@ -74,8 +75,9 @@ def test_refit_prior_is_the_moment_match_of_the_aggregate_posterior(fitted, copu
     est = gmrf(refit_prior=True, prior_components=1).fit(copula)
     xs = [est._to_tensor(a, i) for i, a in enumerate(copula.arrays)]
     with torch.no_grad():
-        m, cov = est.module_.aggregate_posterior_moments([xs])
-    np.testing.assert_allclose(est.prior_covariance(), cov.numpy(), rtol=1e-3, atol=1e-5)
+        mu, S = (t.double().numpy() for t in est.module_.posterior(xs))
+    cov = S.mean(0) + np.cov(mu.T, bias=True)
+    np.testing.assert_allclose(est.prior_covariance(), cov, rtol=1e-3, atol=1e-5)
 
 
 def test_posterior_covariance_is_spd_even_with_huge_offdiagonal_weights(fitted, copula):

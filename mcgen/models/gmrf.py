@@ -116,10 +116,7 @@ class GMRFModule(MultiComponentModule):
         # lower triangular with softplus diagonal (C = 1: the paper's single Gaussian prior).
         tril = torch.tril_indices(D, D, offset=-1)
         self.register_buffer("tril_flat_idx", tril[0] * D + tril[1], persistent=False)
-        C = int(prior_components)
-        if C < 1:
-            raise ValueError(f"prior_components must be a positive integer, got {prior_components!r}")
-        self.n_prior_components = C
+        C = self.n_prior_components = int(prior_components)  # validated by the estimator
         if prior == "learned":
             # Distinct starting means break the symmetry between mixture components (all at 0
             # they would receive identical gradients forever); C = 1 starts at N(0, I).
@@ -137,8 +134,6 @@ class GMRFModule(MultiComponentModule):
             self.register_buffer("prior_logits", torch.zeros(1))
         else:
             raise ValueError(f"prior must be 'learned' or 'standard', got {prior!r}")
-        if inference not in INFERENCE_MODES:
-            raise ValueError(f"inference must be one of {', '.join(INFERENCE_MODES)}, got {inference!r}")
         self.inference = inference
         self.cond_weight = float(cond_weight)
         # Count of posterior Cholesky factorisations that needed jitter (diagnostics).
@@ -408,26 +403,6 @@ class GMRFModule(MultiComponentModule):
             x = self.likelihoods[i].mean(self.decoders[i](zi))
             out[i] = x.reshape(n_samples, B, *x.shape[1:])
         return out
-
-    @torch.no_grad()
-    def aggregate_posterior_moments(self, batches) -> tuple[Tensor, Tensor]:
-        """Moment match of the aggregate posterior over an iterable of batches ``xs``:
-        ``mean(mu)`` and ``mean(Sigma) + cov(mu)`` (population covariance), accumulated in float64."""
-        n = 0
-        s_mu = s_S = s_mm = None
-        for xs in batches:
-            mu, S = self.posterior(xs)
-            mu, S = mu.double(), S.double()
-            b = mu.shape[0]
-            if s_mu is None:
-                s_mu, s_S, s_mm = mu.sum(0), S.sum(0), mu.mT @ mu
-            else:
-                s_mu, s_S, s_mm = s_mu + mu.sum(0), s_S + S.sum(0), s_mm + mu.mT @ mu
-            n += b
-        m = s_mu / n
-        cov = s_S / n + s_mm / n - torch.outer(m, m)
-        dtype = self.prior_mean.dtype
-        return m.to(dtype), cov.to(dtype)
 
     @torch.no_grad()
     def refit_prior(self, posteriors, max_iter: int = 200) -> list[float]:
