@@ -10,14 +10,18 @@ Decoder d reads ``[w_d ; z]``.
 
 For each m, K samples ``(w_m^k, z_m^k) ~ q(. | x_m)``; component m is reconstructed from
 ``[w_m^k ; z_m^k]`` and every other component d from ``[w~ ; z_m^k]`` with ``w~ ~ r_d``
-(reparameterised, fresh per (k, m, d), no density term).  Log-weight
+(reparameterised, fresh per (k, m, d), no density term in training, as the official code).
+Log-weight
 
     lw_{m,k} = sum_d llik_scale_d log p(x_d | .) + beta [log p(z_m^k) + log p(w_m^k)
                - log q(z_m^k | X) - log q(w_m^k | x_m)].
 
 Objectives as MMVAE's stratified ones per component: ``"elbo"`` (mean of lw), ``"iwae"``
 (``(1/M) sum_m log (1/K) sum_k exp lw``, which the official code calls ``m_elbo``), ``"dreg"``
-(IWAE value, doubly-reparameterised gradients with the hooks on ``w_m^k`` and ``z_m^k``).
+(IWAE value, doubly-reparameterised gradients, unbiased for the mixture ``q(z | X)``: see
+:func:`mcgen.models.mmvae.dreg_loss`; ``w_m`` has one density, ``z`` the mixture, whose other
+experts' score terms stay score functions here).  :meth:`MMVAEPlusModule.elbo` (the score)
+adds ``sum_{d != m} [log p(w~_d) - log r_d(w~_d)]``, without which it is no lower bound.
 Unconditional samples: ``z ~ p(z)``, ``w_d ~ p(w)``.  Conditional: ``z`` from the mixture of the
 observed components' ``q_m(z | x_m)``, ``w_d ~ p(w)`` for every missing d (official test time).
 """
@@ -38,7 +42,7 @@ from mcgen.models._multimodal import (
     standard_noise,
 )
 from mcgen.models.base import ComponentSpec, MultiComponentModule, build_decoder, build_encoder
-from mcgen.models.mmvae import dreg_surrogate, iw_objective, mixture_log_prob, sample_mixture
+from mcgen.models.mmvae import dreg_loss, iw_objective, mixture_log_prob, sample_mixture
 
 
 class MMVAEPlusModule(MultiComponentModule):
@@ -108,12 +112,26 @@ class MMVAEPlusModule(MultiComponentModule):
 
     # ------------------------------------------------------------------------------------------
     def log_weights(self, xs: list[Tensor], K: int, beta: float, scaled: bool, detach_q: bool,
-                    generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """Samples ``w`` ``(K, M, B, Dw)``, ``z`` ``(K, M, B, Dz)`` and log-weights ``(K, M, B)``."""
+                    generator: torch.Generator | None = None, aux_density: bool = False
+                    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Samples ``w`` ``(K, M, B, Dw)``, ``z`` ``(K, M, B, Dz)`` and log-weights ``(K, M, B)``.
+
+        ``aux_density`` adds ``beta sum_{d != m} [log p(w~_d) - log r_d(w~_d)]`` for the
+        cross-reconstruction draws ``w~_d ~ r_d`` of group m: without it (the official objective)
+        the expectation exceeds the ELBO by ``sum_{d != m} KL(r_d || p(w))``; with it the
+        log-weight is an ELBO term of the generative model on the space of every latent drawn.
+        """
+        _, _, w, z, lw = self._sample_and_weigh(xs, K, beta, scaled, detach_q, generator, aux_density)
+        return w, z, lw
+
+    def _sample_and_weigh(self, xs: list[Tensor], K: int, beta: float, scaled: bool, detach_q: bool,
+                          generator: torch.Generator | None = None, aux_density: bool = False):
+        """Shared-posterior locations and scales ``(M, B, Dz)``, samples ``w``, ``z`` and log-weights."""
         lz, sz, lw_, sw = self.posteriors(xs)
         M = self.n_components
         z = lz + sz * standard_noise(self.family, (K, *lz.shape), lz, generator)
         w = lw_ + sw * standard_noise(self.family, (K, *lw_.shape), lw_, generator)
+        qz_loc, qz_scale = lz, sz
         if detach_q:
             lz, sz, lw_, sw = lz.detach(), sz.detach(), lw_.detach(), sw.detach()
         log_q = mixture_log_prob(self.family, z, lz, sz) + log_prob(self.family, w, lw_, sw)
@@ -131,19 +149,25 @@ class MMVAEPlusModule(MultiComponentModule):
                 xs[d].expand(K, M, *xs[d].shape).reshape(-1, *xs[d].shape[1:]),
             ).reshape(K, M, -1)
             ll = ll + (lld * self.llik_scales[d] if scaled else lld)
-        return w, z, ll + beta * (log_p - log_q)
+            if aux_density:
+                ratio = log_prob(self.family, w_aux, zero, one) - log_prob(self.family, w_aux, zero, aux[d])
+                log_p = log_p + torch.where(m_idx[..., 0] == d, torch.zeros_like(ratio), ratio)
+        return qz_loc, qz_scale, w, z, ll + beta * (log_p - log_q)
 
     def forward(self, xs: list[Tensor]) -> Tensor:
         dreg = self.objective == "dreg"
-        w, z, lw = self.log_weights(xs, self.K, self.beta, scaled=True, detach_q=dreg)
+        lz, sz, w, z, lw = self._sample_and_weigh(xs, self.K, self.beta, scaled=True, detach_q=dreg)
         if dreg:
-            return dreg_surrogate(lw, [w, z], looser=True)
+            # The shared z has the mixture proposal; the other experts' score terms stay score
+            # functions (moving them onto other groups' samples would need new decoder passes).
+            return dreg_loss(lw, z, self.family, lz, sz, self.beta, looser=True, cross="score", private=w)
         return -iw_objective(lw, self.objective, looser=True)
 
     # ------------------------------------------------------------------------------------------
     def elbo(self, xs: list[Tensor], n_mc: int = 1, generator: torch.Generator | None = None) -> Tensor:
         """MMVAE+'s objective with ``n_mc`` samples per component, beta = 1, its ELBO form."""
-        _, _, lw = self.log_weights(xs, n_mc, 1.0, scaled=False, detach_q=False, generator=generator)
+        _, _, lw = self.log_weights(xs, n_mc, 1.0, scaled=False, detach_q=False, generator=generator,
+                                    aux_density=True)
         return lw.mean((0, 1))
 
     def encode(self, xs: list[Tensor]) -> Tensor:
