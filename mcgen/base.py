@@ -342,6 +342,9 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
         dataset = self._dataset(C.arrays)
         with self._rng(seed):
             module = self._build_module(specs)
+            for lik, sd in zip(module.likelihoods, self.standardize_scale_):  # fixed scales: data units
+                if sd is not None and hasattr(lik, "set_data_scale"):
+                    lik.set_data_scale(torch.from_numpy(sd))
             self.net_ = self._make_net(module, seed)
             self.net_.initialize()
             epochs = self.max_epochs

@@ -32,22 +32,51 @@ class Likelihood(nn.Module):
 
 
 class _ScaledLikelihood(Likelihood):
+    """A location-scale likelihood with one scale per feature.
+
+    A **fixed** scale (``learn_scale=False``) is in the units of the data as the user passed them:
+    when the estimator standardises the component (``x_std = (x - mean) / sd`` per feature), it
+    calls :meth:`set_data_scale` with ``sd`` and the model uses ``scale / sd`` on the standardised
+    features, so ``Laplace(x | loc, 0.75)`` means a scale of 0.75 pixel units whatever each
+    pixel's spread.  A **learned** scale lives in the model's (standardised) units, ``scale``
+    being its starting value there, and is floored at ``min_scale``.
+    """
+
     def __init__(self, shape: tuple[int, ...], scale: float = 1.0, learn_scale: bool = True,
                  min_scale: float = 1e-3):
         super().__init__()
+        if not (math.isfinite(float(scale)) and float(scale) > 0):
+            raise ValueError(f"likelihood scale must be a positive number, got {scale!r}")
         self.learn_scale = learn_scale
         # The floor guards a learned scale only; a fixed scale is used exactly as given.
         self.min_scale = min_scale if learn_scale else 0.0
-        init = torch.full(shape, math.log(scale))
+        init = torch.full(shape, math.log(float(scale)))
         if learn_scale:
             self.log_scale = nn.Parameter(init)
         else:
             self.register_buffer("log_scale", init)
+        # Per-feature standardisation scale of the data (1: the model sees the data's units).
+        self.register_buffer("data_scale", torch.ones(shape))
+
+    @torch.no_grad()
+    def set_data_scale(self, sd) -> None:
+        """Tell a fixed scale the per-feature standard deviation ``sd`` by which the estimator
+        divides the data (no effect on a learned scale)."""
+        sd = torch.as_tensor(sd, dtype=self.data_scale.dtype, device=self.data_scale.device)
+        self.data_scale.copy_(sd.expand_as(self.data_scale))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Models saved before data_scale existed used their fixed scale in standardised units.
+        state_dict.setdefault(prefix + "data_scale", torch.ones_like(self.data_scale))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def scale(self) -> Tensor:
-        # A floor keeps a learned scale from collapsing to zero on (nearly) discrete features.
-        return self.log_scale.exp() + self.min_scale
+        """The scale in the model's units (per feature)."""
+        if self.learn_scale:
+            # A floor keeps a learned scale from collapsing to zero on (nearly) discrete features.
+            return self.log_scale.exp() + self.min_scale
+        return self.log_scale.exp() / self.data_scale
 
 
 class GaussianLikelihood(_ScaledLikelihood):
@@ -76,8 +105,12 @@ class LaplaceLikelihood(_ScaledLikelihood):
         return lp.flatten(1).sum(-1)
 
     def sample(self, loc: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        u = torch.rand(loc.shape, dtype=loc.dtype, device=loc.device, generator=generator) - 0.5
-        return loc - self.scale * u.sign() * torch.log1p(-2 * u.abs())
+        # u uniform on (-1, 1); |u| is kept below 1 so that log1p(-|u|) stays finite (torch.rand
+        # can return 0, i.e. u = -1).
+        u = torch.rand(loc.shape, dtype=loc.dtype, device=loc.device, generator=generator) * 2 - 1
+        eps = torch.finfo(loc.dtype).eps
+        u = u.clamp(-1 + eps, 1 - eps)
+        return loc - self.scale * u.sign() * torch.log1p(-u.abs())
 
 
 class BernoulliLikelihood(Likelihood):

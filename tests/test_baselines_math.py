@@ -324,7 +324,8 @@ def test_llik_scaling_and_likelihood_reach_the_module(name):
     mod = est.module_
     assert [type(lk).__name__ for lk in mod.likelihoods] == ["GaussianLikelihood", "LaplaceLikelihood",
                                                            "LaplaceLikelihood", "BernoulliLikelihood"]
-    torch.testing.assert_close(mod.likelihoods[1].scale, torch.full((2,), 0.75))
+    # a fixed scale is in the data's units: 0.75 / sd on the standardised component
+    torch.testing.assert_close(mod.likelihoods[1].scale, 0.75 / torch.from_numpy(est.standardize_scale_[1]))
     assert mod.likelihoods[2].log_scale.requires_grad and not mod.likelihoods[1].log_scale.requires_grad
     assert mod.llik_scales.tolist() == [1.0, 2.0, 0.5, 3.0]
     # The loss scales each component's log-likelihood: doubling every weight changes the loss
