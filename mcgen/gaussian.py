@@ -7,6 +7,9 @@ triangular solves; no explicit inverse is ever formed.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 from torch import Tensor
@@ -15,6 +18,41 @@ from torch import Tensor
 # --------------------------------------------------------------------------------------------
 # Cholesky
 # --------------------------------------------------------------------------------------------
+class JitterEvents:
+    """Number of matrices that needed jitter inside a :func:`count_jitter` block (``n``)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
+_JITTER_EVENTS: ContextVar[JitterEvents | None] = ContextVar("mcgen_jitter_events", default=None)
+
+
+@contextmanager
+def count_jitter() -> Iterator[JitterEvents]:
+    """Count the matrices that :func:`cholesky_with_jitter` had to jitter inside the block, however
+    deeply it is called (conditioning, EM refits, ...).
+
+    The count goes to the innermost open block only (nested blocks do not double count), and is
+    per thread (a context variable).
+
+    Examples
+    --------
+    >>> with count_jitter() as events:
+    ...     L, _ = cholesky_with_jitter(torch.zeros(1, 2, 2))
+    >>> events.n
+    1
+    """
+    events = JitterEvents()
+    token = _JITTER_EVENTS.set(events)
+    try:
+        yield events
+    finally:
+        _JITTER_EVENTS.reset(token)
+
+
 def cholesky_with_jitter(S: Tensor, max_tries: int = 6, jitter: float = 1e-6) -> tuple[Tensor, int]:
     """Cholesky factor of a batch of SPD matrices, adding jitter only where it fails.
 
@@ -25,14 +63,18 @@ def cholesky_with_jitter(S: Tensor, max_tries: int = 6, jitter: float = 1e-6) ->
     max_tries : int
         Number of times the jitter is multiplied by 10 before giving up.
     jitter : float
-        First jitter, relative to the mean diagonal of each failing matrix.
+        First jitter, relative to **each** diagonal entry of a failing matrix: ``S_ii`` becomes
+        ``S_ii (1 + jitter)`` (entries below ``eps * max_j |S_jj|`` count as that floor), so a
+        variance of 1e-5 beside ones of 1e3 keeps its scale.  On the correlation matrix this
+        adds ``jitter`` to the diagonal.
 
     Returns
     -------
     L : Tensor
-        Lower-triangular factors, ``L @ L.mT == S (+ jitter * I where it was needed)``.
+        Lower-triangular factors, ``L @ L.mT == S (+ jitter * diag(S) where it was needed)``.
     n_jittered : int
-        How many matrices of the batch needed jitter (0 in the normal case).
+        How many matrices of the batch needed jitter (0 in the normal case).  It is also added
+        to the innermost open :func:`count_jitter` block.
 
     Raises
     ------
@@ -45,11 +87,16 @@ def cholesky_with_jitter(S: Tensor, max_tries: int = 6, jitter: float = 1e-6) ->
     if not bool(failed.any()):
         return L, 0
     n_failed = int(failed.sum())
-    eye = torch.eye(S.shape[-1], dtype=S.dtype, device=S.device)
-    scale = S.diagonal(dim1=-2, dim2=-1).abs().mean(-1, keepdim=True).unsqueeze(-1).clamp_min(1e-12)
+    events = _JITTER_EVENTS.get()
+    if events is not None:
+        events.n += n_failed
+    finfo = torch.finfo(S.dtype)
+    d = S.diagonal(dim1=-2, dim2=-1).abs()
+    floor = (d.amax(-1, keepdim=True) * finfo.eps).clamp_min(finfo.tiny)
+    scale = torch.diag_embed(torch.maximum(d, floor))
     eps = jitter
     for _ in range(max_tries):
-        S_j = torch.where(failed[..., None, None], S + eps * scale * eye, S)
+        S_j = torch.where(failed[..., None, None], S + eps * scale, S)
         L, info = torch.linalg.cholesky_ex(S_j)
         failed = info > 0
         if not bool(failed.any()):
@@ -187,7 +234,12 @@ def condition_gaussian(
         ``mu_U + S_UK S_KK^-1 (z_K - mu_K)``.
     L_cond : Tensor (|U|, |U|)
         Cholesky factor of ``S_UU - S_UK S_KK^-1 S_KU`` (the same for every row).
+
+    Computed in float64 and returned in the dtype of ``z_known``.
     """
+    dtype = z_known.dtype
+    # float64: S_UU - S_UK S_KK^-1 S_KU cancels badly in float32 for strongly correlated latents.
+    mu, S, z_known = mu.double(), S.double(), z_known.double()
     S_KK = S[known_idx][:, known_idx]
     S_UK = S[unknown_idx][:, known_idx]
     S_UU = S[unknown_idx][:, unknown_idx]
@@ -200,7 +252,7 @@ def condition_gaussian(
     cov = S_UU - G.mT @ G
     cov = 0.5 * (cov + cov.mT)
     L_cond, _ = cholesky_with_jitter(cov)
-    return mean.reshape(*z_known.shape[:-1], unknown_idx.numel()), L_cond
+    return mean.reshape(*z_known.shape[:-1], unknown_idx.numel()).to(dtype), L_cond.to(dtype)
 
 
 def product_of_experts(mus: Tensor, logvars: Tensor, mask: Tensor | None = None, eps: float = 1e-8

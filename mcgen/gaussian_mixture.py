@@ -49,12 +49,14 @@ def mixture_sample(n: int, log_w: Tensor, mu: Tensor, L: Tensor,
 
 def mixture_moments(log_w: Tensor, mu: Tensor, L: Tensor) -> tuple[Tensor, Tensor]:
     """Mean (D,) and covariance (D, D) of the mixture (law of total covariance)."""
+    dtype = mu.dtype
+    log_w, mu, L = log_w.double(), mu.double(), L.double()  # sums of second moments: float64
     w = log_w.softmax(0)
     m = (w.unsqueeze(-1) * mu).sum(0)
     d = mu - m
     S = L @ L.mT
     cov = (w[:, None, None] * (S + d.unsqueeze(-1) * d.unsqueeze(-2))).sum(0)
-    return m, 0.5 * (cov + cov.mT)
+    return m.to(dtype), (0.5 * (cov + cov.mT)).to(dtype)
 
 
 def condition_mixture(log_w: Tensor, mu: Tensor, S: Tensor, known_idx: Tensor, unknown_idx: Tensor,
@@ -127,8 +129,13 @@ def condition_mixture_on_noisy(log_w: Tensor, mu: Tensor, S: Tensor, known_idx: 
     L_post : Tensor (N, C, |K|, |K|)
         Cholesky factors of ``S_cKK A^-1 diag(noise_var)`` (equal to ``S_cKK - S_cKK A^-1 S_cKK``;
         row-dependent, since the noise is).
+
+    Computed in float64 and returned in the dtype of ``y``.
     """
     K = known_idx.numel()
+    dtype = y.dtype
+    # float64, as condition_mixture: the updates subtract nearly equal second moments.
+    log_w, mu, S, y, noise_var = log_w.double(), mu.double(), S.double(), y.double(), noise_var.double()
     S_KK = S[:, known_idx][:, :, known_idx]  # (C, K, K)
     A = S_KK.unsqueeze(0) + torch.diag_embed(noise_var).unsqueeze(1)  # (N, C, K, K)
     L_A, _ = cholesky_with_jitter(A)
@@ -143,7 +150,7 @@ def condition_mixture_on_noisy(log_w: Tensor, mu: Tensor, S: Tensor, known_idx: 
     J = torch.linalg.solve_triangular(L_A, torch.diag_embed(noise_var).unsqueeze(1).expand_as(A), upper=False)
     P = H.mT @ J
     L_post, _ = cholesky_with_jitter(0.5 * (P + P.mT))
-    return log_resp, mean, L_post
+    return log_resp.to(dtype), mean.to(dtype), L_post.to(dtype)
 
 
 def em_bound_terms(mus: Tensor, Ss: Tensor, log_w: Tensor, m: Tensor, L: Tensor) -> Tensor:
@@ -185,7 +192,8 @@ def fit_mixture_to_gaussians(batches: Callable[[], Iterable[tuple[Tensor, Tensor
     tol : float
         Stop when the bound improves by less than ``tol * (1 + |bound|)``.
     reg : float
-        Added to each covariance's diagonal, relative to its mean diagonal.
+        Added to each covariance's diagonal, relative to each diagonal entry (``P_ii (1 + reg)``,
+        with a floor of ``1e-12`` times the largest entry), so small variances keep their scale.
 
     Returns
     -------
@@ -197,7 +205,6 @@ def fit_mixture_to_gaussians(batches: Callable[[], Iterable[tuple[Tensor, Tensor
     lw, m, Lc = log_w.double().log_softmax(0), mu.double(), L.double()
     C, D = m.shape
     bounds: list[float] = []
-    eye = torch.eye(D, dtype=torch.float64, device=dev)
     for _ in range(max_iter):
         n = 0
         s_r = torch.zeros(C, dtype=torch.float64, device=dev)
@@ -232,7 +239,8 @@ def fit_mixture_to_gaussians(batches: Callable[[], Iterable[tuple[Tensor, Tensor
             m = torch.where(dead[:, None], m_all, m)
             P = torch.where(dead[:, None, None], P_all, P)
         P = 0.5 * (P + P.mT)
-        scale = P.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-12)
-        P = P + reg * scale[:, None, None] * eye
+        diag = P.diagonal(dim1=-2, dim2=-1).clamp_min(0.0)
+        floor = (1e-12 * diag.amax(-1, keepdim=True)).clamp_min(1e-300)
+        P = P + reg * torch.diag_embed(torch.maximum(diag, floor))
         Lc, _ = cholesky_with_jitter(P)
     return lw.to(dtype), m.to(dtype), Lc.to(dtype), bounds

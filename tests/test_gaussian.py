@@ -12,6 +12,7 @@ from mcgen.gaussian import (
     assemble_elementwise,
     cholesky_with_jitter,
     condition_gaussian,
+    count_jitter,
     kl_mvn,
     mvn_log_prob,
     product_of_experts,
@@ -191,3 +192,68 @@ def test_cholesky_jitter_only_where_needed():
     assert n2 == 0
     with pytest.raises(torch.linalg.LinAlgError):
         cholesky_with_jitter(-torch.eye(2)[None], max_tries=2)
+
+
+def _scaled_correlation(variances, rho):
+    """``D^1/2 C D^1/2`` with C = I except the (0, last) correlation ``rho``."""
+    C = np.eye(len(variances))
+    C[0, -1] = C[-1, 0] = rho
+    sd = np.sqrt(variances)
+    return C * sd[:, None] * sd[None, :]
+
+
+def test_cholesky_jitter_is_relative_to_each_diagonal_entry():
+    """A 1e-5 variance beside variances of 1e3, in a matrix that fails (a correlation of
+    1 + 1e-7): the jittered matrix must keep every variance to 1e-5 relative.  Catches jitter
+    scaled by the mean diagonal (the 1e-5 variance became 6.8e-4, 68 times too large)."""
+    S = torch.tensor(_scaled_correlation(np.array([1e3, 1e3, 1e-5]), 1 + 1e-7))
+    assert torch.linalg.cholesky_ex(S).info > 0
+    L, n = cholesky_with_jitter(S[None])
+    assert n == 1
+    got = (L[0] @ L[0].mT).diagonal().numpy()
+    np.testing.assert_allclose(got, S.diagonal().numpy(), rtol=1e-5)
+    # a zero row (a latent that never varies) still gets a usable, tiny jitter
+    Z = torch.diag(torch.tensor([1e3, 0.0, 1.0], dtype=torch.float64))
+    L, n = cholesky_with_jitter(Z[None])
+    assert n == 1 and torch.isfinite(L).all() and 0 < float((L @ L.mT)[0, 1, 1]) < 1e-15
+
+
+def test_count_jitter_counts_nested_calls_once():
+    """Every jittered matrix inside a count_jitter block is counted, also from deep inside other
+    functions (conditioning), once, by the innermost block."""
+    bad = torch.ones(2, 3, 3, dtype=torch.float64)
+    with count_jitter() as outer:
+        cholesky_with_jitter(bad)
+        with count_jitter() as inner:
+            mu = torch.zeros(3, dtype=torch.float64)
+            condition_gaussian(mu, bad[0], torch.tensor([0, 1]), torch.tensor([2]), torch.zeros(4, 2))
+        cholesky_with_jitter(torch.eye(3)[None])
+    assert outer.n == 2 and inner.n >= 1
+    L, n = cholesky_with_jitter(bad)  # outside any block: only the return value counts
+    assert n == 2
+
+
+def test_conditioning_of_float32_inputs_is_accurate():
+    """A nearly low-rank covariance (rank 3 plus 1e-4 of its diagonal, 8 latents, means ~100) in
+    float32: the conditional covariance S_UU - S_UK S_KK^-1 S_KU cancels to ~1e-4 of S_UU.
+    Computed in float64 it matches the float64 reference (from the same float32-rounded inputs)
+    to 1e-7 of the conditional variances; float32 arithmetic is off by 5e-4 (planted).  Catches
+    conditioning done in the inputs' float32."""
+    rng = np.random.default_rng(0)
+    D, r = 8, 3
+    A = rng.standard_normal((D, r)) * np.exp(rng.uniform(-1, 2, (D, 1)))
+    S64 = A @ A.T + 1e-4 * np.diag(np.diag(A @ A.T))
+    mu64 = 100.0 * rng.standard_normal(D)
+    K, U = np.arange(5), np.arange(5, D)
+    zK = (mu64[K] + (A[K] @ rng.standard_normal((r, 3))).T).astype(np.float32)
+    mean, L = condition_gaussian(torch.tensor(mu64, dtype=torch.float32), torch.tensor(S64, dtype=torch.float32),
+                                 torch.tensor(K), torch.tensor(U), torch.tensor(zK))
+    assert mean.dtype == torch.float32 and L.dtype == torch.float32
+    S32 = S64.astype(np.float32).astype(np.float64)
+    mu32 = mu64.astype(np.float32).astype(np.float64)
+    ref_mean = mu32[U] + (zK - mu32[K]) @ np.linalg.solve(S32[np.ix_(K, K)], S32[np.ix_(U, K)].T)
+    ref_cov = S32[np.ix_(U, U)] - S32[np.ix_(U, K)] @ np.linalg.solve(S32[np.ix_(K, K)], S32[np.ix_(K, U)])
+    sd = np.sqrt(np.diag(ref_cov))
+    got = (L.double() @ L.double().mT).numpy()
+    assert np.abs((got - ref_cov) / np.outer(sd, sd)).max() < 1e-5
+    assert np.abs(mean.double().numpy() - ref_mean).max() < 0.01 * sd.min()

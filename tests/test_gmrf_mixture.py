@@ -327,3 +327,67 @@ def test_straight_through_draw_is_an_exact_draw_and_trains_the_responsibilities(
     z[:, 0].mean().backward()
     g = log_resp.grad.sum(0)
     assert g[2] > 0 > g[0]
+
+
+def test_em_regulariser_is_relative_to_each_variance():
+    """Latent variances of 1e3 beside one of 1e-5 (a coordinate the data pin down): the refit
+    prior keeps every variance to 1e-5 relative.  Catches a regulariser scaled by the mean
+    diagonal (reg 1e-6 x 667 turned the 1e-5 variance into 6.8e-4)."""
+    rng = np.random.default_rng(9)
+    sd = np.array([30.0, 30.0, 1e-3])
+    mus = torch.tensor(rng.standard_normal((400, 3)) * sd)
+    Ss = torch.tensor(np.diag(sd ** 2 * 0.01)).expand(400, 3, 3)
+    L0 = torch.eye(3, dtype=torch.float64)[None]
+    _, m, L, _ = fit_mixture_to_gaussians(_gaussian_batches(mus, Ss), torch.zeros(1, dtype=torch.float64),
+                                          torch.zeros(1, 3, dtype=torch.float64), L0, max_iter=1)
+    ref = Ss.mean(0).numpy() + np.cov(mus.numpy().T, bias=True)
+    np.testing.assert_allclose((L[0] @ L[0].T).numpy().diagonal(), ref.diagonal(), rtol=1e-5)
+
+
+def test_mixture_moments_of_float32_offset_components_are_accurate():
+    """Components with means near 1e5 and unit spread, in float32: the moments are accumulated in
+    float64 (the covariance within 1e-5 of a float64 reference from the same rounded inputs).
+    Catches float32 accumulation (planted: off by 4e-4 here; the centring keeps the error second
+    order in the mean's rounding, so it shows at large offsets only)."""
+    rng = np.random.default_rng(10)
+    C, D = 4, 3
+    mu = (1e5 + rng.standard_normal((C, D))).astype(np.float32)
+    A = rng.standard_normal((C, D, D)).astype(np.float32)
+    L = np.linalg.cholesky(A @ A.transpose(0, 2, 1) / D + 0.5 * np.eye(D)).astype(np.float32)
+    w = rng.dirichlet(np.ones(C))
+    m, cov = mixture_moments(torch.tensor(np.log(w), dtype=torch.float32), torch.tensor(mu), torch.tensor(L))
+    assert cov.dtype == torch.float32
+    mu64, L64 = mu.astype(np.float64), L.astype(np.float64)
+    w64 = np.exp(np.log(w).astype(np.float32).astype(np.float64))
+    w64 = w64 / w64.sum()
+    m_ref = (w64[:, None] * mu64).sum(0)
+    d = mu64 - m_ref
+    ref = (w64[:, None, None] * (L64 @ L64.transpose(0, 2, 1) + d[:, :, None] * d[:, None, :])).sum(0)
+    np.testing.assert_allclose(cov.double().numpy(), ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(m.double().numpy(), m_ref, rtol=1e-7)
+
+
+def test_condition_on_noisy_float32_inputs_is_computed_in_float64():
+    """The unary-potential update of float32 inputs with offset means (~100) and tiny noise
+    variances agrees with a float64 reference from the same rounded inputs.  Catches the update
+    done in float32 (planted: the posterior covariance off by ~1e-3 of itself)."""
+    rng = np.random.default_rng(11)
+    C, D = 2, 4
+    mu = (100.0 * rng.standard_normal((C, D))).astype(np.float32)
+    A = rng.standard_normal((C, D, D))
+    S = (A @ A.transpose(0, 2, 1) + 0.1 * np.eye(D)).astype(np.float32)
+    K = np.r_[0, 2, 3]
+    y = (mu[0, K] + rng.standard_normal((5, 3))).astype(np.float32)
+    nv = rng.uniform(1e-4, 1e-3, (5, 3)).astype(np.float32)
+    log_w = torch.zeros(C)
+    log_resp, mean, L = condition_mixture_on_noisy(log_w, torch.tensor(mu), torch.tensor(S), torch.tensor(K),
+                                                   torch.tensor(y), torch.tensor(nv))
+    assert L.dtype == torch.float32
+    got_cov = (L.double() @ L.double().mT).numpy()
+    for n in range(5):
+        for c in range(C):
+            P, V = S[c][np.ix_(K, K)].astype(np.float64), np.diag(nv[n].astype(np.float64))
+            post_cov = np.linalg.inv(np.linalg.inv(P) + np.linalg.inv(V))
+            post_mean = post_cov @ (np.linalg.solve(P, mu[c][K].astype(np.float64)) + np.linalg.solve(V, y[n]))
+            np.testing.assert_allclose(got_cov[n, c], post_cov, rtol=2e-5, atol=1e-12)
+            np.testing.assert_allclose(mean[n, c].double().numpy(), post_mean, rtol=1e-6)

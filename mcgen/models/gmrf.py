@@ -8,6 +8,8 @@ full-covariance Gaussian prior; closed-form conditioning under the prior for mis
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +19,7 @@ from mcgen.gaussian import (
     assemble_blockwise,
     assemble_elementwise,
     cholesky_with_jitter,
+    count_jitter,
     kl_mvn,
     logdet_from_cholesky,
 )
@@ -185,8 +188,9 @@ class GMRFModule(MultiComponentModule):
             mean, cov = mean.unsqueeze(0), cov.unsqueeze(0)
         if mean.shape[0] != self.prior_mean.shape[0]:
             raise ValueError(f"the prior has {self.prior_mean.shape[0]} components, got {mean.shape[0]}")
-        L, _ = cholesky_with_jitter(0.5 * (cov + cov.mT))
-        self.set_prior_cholesky(mean, L, log_w)
+        with self._counting_jitter():
+            L, _ = cholesky_with_jitter(0.5 * (cov + cov.mT).double())
+        self.set_prior_cholesky(mean, L.to(cov.dtype), log_w)
 
     @torch.no_grad()
     def set_prior_cholesky(self, mean: Tensor, L: Tensor, log_w: Tensor | None = None) -> None:
@@ -232,10 +236,18 @@ class GMRFModule(MultiComponentModule):
         """Posterior mean (B, D) and covariance (B, D, D)."""
         return self._assemble(*self.encode_components(xs))
 
+    @contextmanager
+    def _counting_jitter(self) -> Iterator[None]:
+        """Add the Cholesky factorisations jittered inside the block (posterior, conditioning,
+        prior refit, ``set_prior``) to ``n_jitter``, which the estimator records per epoch."""
+        with count_jitter() as events:
+            yield
+        if events.n:
+            self.n_jitter += events.n
+
     def _cholesky(self, S: Tensor) -> Tensor:
-        L, n_bad = cholesky_with_jitter(S)
-        if n_bad:
-            self.n_jitter += n_bad
+        with self._counting_jitter():
+            L, _ = cholesky_with_jitter(S)
         return L
 
     def _posterior_cholesky(self, xs):
@@ -319,8 +331,10 @@ class GMRFModule(MultiComponentModule):
         """
         unknown = [i for i in range(self.n_components) if i not in known]
         log_w, mu_p, L_p = self.prior_mixture()
-        log_resp, mean, L_c = condition_mixture(log_w, mu_p, L_p @ L_p.mT, self.latent_indices(known),
-                                                self.latent_indices(unknown), z_K)
+        with self._counting_jitter():
+            S_p = L_p.double() @ L_p.double().mT  # float64 from the factor on (conditioning cancels)
+            log_resp, mean, L_c = condition_mixture(log_w, mu_p, S_p, self.latent_indices(known),
+                                                    self.latent_indices(unknown), z_K)
         return log_resp, mean, L_c, unknown
 
     @staticmethod
@@ -340,7 +354,7 @@ class GMRFModule(MultiComponentModule):
         n = n_samples * B
         log_w, mu_p, L_p = self.prior_mixture()
         n_mix = mu_p.shape[0]
-        S_p = L_p @ L_p.mT
+        S_p = L_p.double() @ L_p.double().mT  # float64 from the factor on (conditioning cancels)
         k_idx = self.latent_indices(known)
         rows = torch.arange(n, device=mu_K.device)
         if use_mean:
@@ -352,13 +366,15 @@ class GMRFModule(MultiComponentModule):
         else:
             # z_K from the prior combined in closed form with the encoders' Gaussian unary
             # potentials N(mu_k; z_k, diag v_k): a mixture posterior over (c, z_K).
-            log_r, m_post, L_post = condition_mixture_on_noisy(log_w, mu_p, S_p, k_idx, mu_K, v_K)
+            with self._counting_jitter():
+                log_r, m_post, L_post = condition_mixture_on_noisy(log_w, mu_p, S_p, k_idx, mu_K, v_K)
             c = self._pick(log_r.repeat(n_samples, 1), generator)
             b = rows % B
             u = torch.randn((n, K, 1), dtype=mu_K.dtype, device=mu_K.device, generator=generator)
             z_K = m_post[b, c] + (L_post[b, c] @ u).squeeze(-1)
         unknown = [i for i in range(self.n_components) if i not in known]
-        log_resp, mean, L_c = condition_mixture(log_w, mu_p, S_p, k_idx, self.latent_indices(unknown), z_K)
+        with self._counting_jitter():
+            log_resp, mean, L_c = condition_mixture(log_w, mu_p, S_p, k_idx, self.latent_indices(unknown), z_K)
         u = torch.randn((n, mean.shape[-1]), dtype=mu_K.dtype, device=mu_K.device, generator=generator)
         if self.inference == "sample" and n_mix > 1 and torch.is_grad_enabled() and self.training:
             z_U = self._straight_through_draw(log_resp, mean, L_c, u)
@@ -414,6 +430,7 @@ class GMRFModule(MultiComponentModule):
         """
         log_w, mu, L = self.prior_mixture()
         iters = 1 if mu.shape[0] == 1 else max_iter
-        log_w, mu, L, bounds = fit_mixture_to_gaussians(posteriors, log_w, mu, L, max_iter=iters)
+        with self._counting_jitter():
+            log_w, mu, L, bounds = fit_mixture_to_gaussians(posteriors, log_w, mu, L, max_iter=iters)
         self.set_prior_cholesky(mu, L, log_w)
         return bounds
