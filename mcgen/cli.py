@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
                              "plugin and distribution version each came from")
     plugins.add_argument("--json", action="store_true", help="print JSON instead of a table")
     plugins.set_defaults(func=_plugins)
+    from mcgen.reproduce import add_parser as add_reproduce_parser
+
+    add_reproduce_parser(sub)  # mcgen reproduce NAME [--quick]
     args = parser.parse_args(argv)
     try:
         rc = args.func(args)
