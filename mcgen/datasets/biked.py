@@ -154,7 +154,7 @@ def validity_mask(params: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, 
 
     Rules (every one must hold): the column ranges of :data:`VALID_RANGES`; head-tube extensions
     sum to less than the head-tube length; seat-tube extension and seat-stay junction shorter
-    than the seat tube; saddle height above the seat-tube top; |BB drop| < chain stay; the down
+    than the seat tube; saddle height above the seat-tube top; ``|BB drop| < chain stay``; the down
     tube reaches the head tube (DT length > junction height); the fork (axle to head-tube
     bottom along the steering axis) at least 0.8 front-tyre radii; the tyres 10 mm apart; and
     the whole drawing inside the renderer's canvas.
