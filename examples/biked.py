@@ -149,7 +149,7 @@ def main(argv=None) -> dict:
 
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    progress = not args.smoke
+    progress = not (args.smoke or args.gallery)  # the gallery page shows the results, not progress bars
     X, info = mcgen.load_dataset("biked_images", data_home=args.data_home, n_samples=args.n or None,
                                  random_state=args.seed, progress=progress)
     if args.examples_out:

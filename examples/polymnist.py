@@ -109,7 +109,7 @@ def conditional_figure(given: np.ndarray, generated: list[np.ndarray], labels: n
 def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    progress = not args.smoke
+    progress = not (args.smoke or args.gallery)  # the gallery page shows the results, not progress bars
     n_train = None if args.n_train == 0 else args.n_train
     X, info = mcgen.load_dataset("polymnist", split="train", n_samples=n_train, data_home=args.data_home,
                                  random_state=0, progress=progress)
