@@ -34,15 +34,15 @@ import torch
 
 import mcgen
 from mcgen import load_dataset
-from mcgen.metrics import conditional_metrics, marginal_wasserstein, noise_floor, unconditional_metrics
+from mcgen.metrics import conditional_metrics, noise_floor, unconditional_metrics
+from mcgen.reproduce import PAPER, copula_columns
 
 METRICS = ("marginal_wasserstein", "joint_wasserstein", "sliced_wasserstein", "dependency_error")
 MODELS = ("gmrf", "mvae", "mmvae", "mopoe", "mmvaeplus")
 LABELS = {"gmrf": "GMRF MCVAE", "mvae": "MVAE", "mmvae": "MMVAE", "mopoe": "MoPoE-VAE", "mmvaeplus": "MMVAE+"}
 PAPER_GRID = (2.5, 1.0, 0.1, 0.05, 0.001)
-#: The paper's Table I (marginal W x 1000, mean of both coordinates), for the record.
-PAPER_TABLE_I = {"unconditional": {"mvae": 2.9, "mmvae": 4.8, "mopoe": 2.2, "mmvaeplus": 6.5, "gmrf": 0.86},
-                 "conditional": {"mvae": 3.1, "mmvae": 5.0, "mopoe": 5.9, "mmvaeplus": 5.1, "gmrf": 2.6}}
+#: The paper's Table I (marginal W x 1000, mean of both coordinates), for the record (kept in mcgen.reproduce).
+PAPER_TABLE_I = PAPER["table1"]
 
 
 def make_estimator(name: str, beta: float, seed: int, args: argparse.Namespace):
@@ -68,19 +68,9 @@ def default_beta(name: str) -> float:
 
 
 def table1_columns(est, X_test, seed: int) -> dict:
-    """Marginal W1 x 1000 per coordinate, unconditional and conditional (generated components)."""
-    ref = list(X_test.arrays)
-    M = len(ref)
-    gen = est.sample(len(ref[0]), random_state=seed)
-    unc = marginal_wasserstein(gen, ref).details["per_coordinate"].mean(0) * 1000
-    per = []
-    for k in range(M):
-        full = est.predict_missing(ref, known=[k], random_state=seed)
-        unknown = [i for i in range(M) if i != k]
-        per.append(marginal_wasserstein([full[i] for i in unknown],
-                                        [ref[i] for i in unknown]).details["per_coordinate"].mean(0))
-    cond = np.mean(per, 0) * 1000
-    return {"unconditional": [float(v) for v in unc], "conditional": [float(v) for v in cond]}
+    """Marginal W1 x 1000 per coordinate, unconditional and conditional (generated components);
+    the computation of ``mcgen reproduce table1``."""
+    return copula_columns(est, X_test, seed)
 
 
 def train_and_evaluate(name: str, beta: float, seed: int, X, X_eval, args) -> dict:
