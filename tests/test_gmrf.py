@@ -6,6 +6,7 @@ import torch
 from sklearn.base import clone
 
 from mcgen import Components, GMRFMultiComponentVAE, load_dataset
+from mcgen.models.gmrf import _SOFTPLUS_INV_ONE
 from mcgen.training import TrainingDivergedError
 from tests._factories import gmrf
 
@@ -38,10 +39,26 @@ def test_prior_sample_moments_match_the_set_prior(fitted):
     np.testing.assert_allclose(np.cov(z.T), cov, atol=0.05)
 
 
+def _strongly_correlated_prior(module, seed=0):
+    """Give the module a single-Gaussian prior with strong correlations (so the conditional
+    differs from the marginal by a lot) and return its float64 mean and covariance."""
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((8, 3))
+    cov = A @ A.T + 0.05 * np.eye(8)
+    mean = rng.standard_normal(8)
+    module.set_prior(torch.tensor(mean, dtype=torch.float32), torch.tensor(cov, dtype=torch.float32))
+    L = module.prior_cholesky()[0].detach().double().numpy()
+    return module.prior_mean[0].detach().double().numpy(), L @ L.T
+
+
 def test_conditional_latent_matches_numpy_and_any_subset_works(fitted, copula):
+    """The prior conditional z_U | z_K against NumPy's closed form, mean and covariance, under a
+    strongly correlated prior (rank 3 plus 0.05 I: the conditional variances are 3 to 60 times
+    below the marginal ones).  Catches the covariance without the Schur complement term
+    ``- S_UK S_KK^-1 S_KU`` and a wrong regression coefficient (both planted), which a weakly
+    correlated fitted prior would hide inside the tolerance."""
     module = fitted.module_
-    S = module.prior_covariance().detach().double().numpy()
-    mu = module.prior_mean[0].detach().double().numpy()
+    mu, S = _strongly_correlated_prior(module)
     known = [2, 0]
     zK = torch.randn(5, 4)
     log_resp, mean, L, unknown = module.conditional_latent(zK, known)
@@ -49,14 +66,35 @@ def test_conditional_latent_matches_numpy_and_any_subset_works(fitted, copula):
     U = np.r_[2, 3, 6, 7]
     ref = mu[U] + (zK.double().numpy() - mu[K]) @ np.linalg.solve(S[np.ix_(K, K)], S[np.ix_(U, K)].T)
     ref_cov = S[np.ix_(U, U)] - S[np.ix_(U, K)] @ np.linalg.solve(S[np.ix_(K, K)], S[np.ix_(K, U)])
+    assert np.diag(ref_cov).max() < 0.5 * np.diag(S[np.ix_(U, U)]).min()  # the conditioning matters
     assert log_resp.shape == (5, 1) and torch.all(log_resp == 0)
-    np.testing.assert_allclose(mean[:, 0].detach().numpy(), ref, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(mean[:, 0].detach().numpy(), ref, rtol=1e-4, atol=1e-4)
     L = L[0].detach().double().numpy()
-    np.testing.assert_allclose(L @ L.T, ref_cov, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(L @ L.T, ref_cov, rtol=1e-4, atol=1e-5)
     assert unknown == [1, 3]
     for known in ([0], [3], [1, 2], [0, 1, 3]):
         out = fitted.predict_missing([copula.arrays[k] for k in known], known=known)
         assert [a.shape for a in out] == [(300, 2)] * 4
+
+
+def test_jitter_in_set_prior_and_conditioning_is_counted(fitted):
+    """``set_prior`` with a singular covariance, and conditioning on two known latents that the
+    prior makes identical, each need jitter, and each event reaches ``n_jitter`` (the per-epoch
+    history reads it).  Catches the counts of both paths being discarded."""
+    module = fitted.module_
+    before = int(module.n_jitter)
+    module.set_prior(torch.zeros(8), torch.ones(8, 8))  # rank one
+    assert int(module.n_jitter) == before + 1
+    with torch.no_grad():
+        # L = I except latent 1 = latent 0 (+ 1e-35 of its own): S_KK singular for component 0
+        module.prior_mean.zero_()
+        module.prior_offdiag.zero_()
+        module.prior_diag_raw.fill_(_SOFTPLUS_INV_ONE)
+        module.prior_diag_raw[0, 1] = -80.0
+        module.prior_offdiag[0, 0] = 1.0  # (row 1, column 0) is the first strictly-lower entry
+    before = int(module.n_jitter)
+    module.conditional_latent(torch.zeros(3, 2), [0])
+    assert int(module.n_jitter) == before + 1
 
 
 def test_refit_prior_is_the_moment_match_of_the_aggregate_posterior(fitted, copula):
@@ -80,6 +118,27 @@ def test_refit_prior_is_the_moment_match_of_the_aggregate_posterior(fitted, copu
     np.testing.assert_allclose(est.prior_covariance(), cov, rtol=1e-3, atol=1e-5)
 
 
+def test_estimator_refit_of_offset_latents_is_the_float64_moment_match(copula):
+    """The estimator's refit (the one ``fit(refit_prior=True)`` runs) on latents whose posterior
+    means sit near 100 (E[mu mu^T] ~ 1e4 against a covariance ~ 1): the prior's mean and
+    covariance equal the float64 moment match of the same float32 posteriors.  Catches
+    accumulating E[mu mu^T] - m m^T in float32 (planted: covariance entries off by up to 300 %
+    here) and a refit that leaves the mean behind."""
+    est = gmrf(refit_prior=True, prior_components=1).fit(copula)
+    module = est.module_
+    with torch.no_grad():
+        for head, d in zip(module.heads, module.block_sizes):
+            head.bias[:d] += 100.0  # the first d outputs of a head are the posterior mean
+    est._refit_prior(est._dataset(copula.arrays))
+    xs = [est._to_tensor(a, i) for i, a in enumerate(copula.arrays)]
+    with torch.no_grad():
+        mu, S = (t.double().numpy() for t in module.posterior(xs))
+    assert mu.mean() > 90
+    ref_cov = S.mean(0) + np.cov(mu.T, bias=True)
+    np.testing.assert_allclose(module.prior_mean[0].detach().double().numpy(), mu.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(est.prior_covariance(), ref_cov, rtol=1e-4, atol=1e-5)
+
+
 def test_posterior_covariance_is_spd_even_with_huge_offdiagonal_weights(fitted, copula):
     module = fitted.module_
     with torch.no_grad():
@@ -91,16 +150,27 @@ def test_posterior_covariance_is_spd_even_with_huge_offdiagonal_weights(fitted, 
 
 
 def test_samples_reproducible_and_on_the_data_scale():
+    """Reproducible samples in the data's units, per component and feature (each with its own
+    scale, 1 to 3000, and offset).  Catches samples left in the standardised units, undone with
+    the scale but not the mean or the other way round, or with another component's statistics
+    (planted; the last passed the old check of one pooled mean, ``0 < mean < 1100``, on data
+    whose components all shared one scale)."""
     X, _ = load_dataset("copula", n_samples=300, random_state=0)
-    big = Components([a * 1000.0 + 50.0 for a in X.arrays])
+    # every component and feature with its own scale and offset
+    big = Components([a * s * np.array([1.0, 3.0]) + o for a, s, o in
+                      zip(X.arrays, (1.0, 10.0, 100.0, 1000.0), (-5.0, 50.0, -500.0, 5000.0))])
     est = gmrf(max_epochs=3).fit(big)
     s1 = est.sample(500, random_state=3)
     s2 = est.sample(500, random_state=3)
     for a, b in zip(s1, s2):
         np.testing.assert_array_equal(a, b)
-    allsamp = np.concatenate(s1)
-    # data live in [50, 1050]: standardisation is undone on output
-    assert 0 < allsamp.mean() < 1100 and allsamp.std() > 50
+    # Standardisation is undone on output: every feature's sample mean within one data standard
+    # deviation of the data's mean, and its spread of the data's order (3 epochs of a tiny model
+    # give 0.08 to 0.3 of it).
+    for a, ref in zip(s1, big.arrays):
+        m, sd = ref.mean(0), ref.std(0)
+        assert (np.abs(a.mean(0) - m) < sd).all(), (a.mean(0), m, sd)
+        assert ((a.std(0) > 0.02 * sd) & (a.std(0) < 2 * sd)).all(), (a.std(0), sd)
 
 
 def test_fit_is_reproducible_with_random_state(copula):

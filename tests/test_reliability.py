@@ -183,8 +183,24 @@ def test_concurrent_sampling_and_completion_are_valid(X):
 
 
 def test_jitter_events_are_counted_in_history(X):
-    est = gmrf(max_epochs=2).fit(X)
+    """Jittered Cholesky factorisations reach the history: a callback hands the prior a singular
+    covariance (rank one) before every batch, and ``set_prior`` must jitter it once each time, so
+    each epoch records one event per batch.  Catches a counter that never counts, and
+    ``set_prior`` (or the conditioning and refit paths, which use the same counting) discarding
+    the event.  A normal fit records none."""
+    from skorch.callbacks import Callback
+
+    class SingularPrior(Callback):
+        def on_batch_begin(self, net, batch=None, training=None, **kwargs):
+            if training:
+                D = net.module_.D
+                net.module_.set_prior(torch.zeros(D), torch.ones(D, D))
+
+    est = gmrf(max_epochs=2, prior_components=1, refit_prior=False).fit(X)
     assert est.history_[:, "cholesky_jitter"] == [0, 0]
+    batches = -(-len(X.arrays[0]) // 64)
+    est = gmrf(max_epochs=2, prior_components=1, refit_prior=False, callbacks=[SingularPrior()]).fit(X)
+    assert est.history_[:, "cholesky_jitter"] == [batches, batches]
 
 
 def test_gradient_clipping_bounds_each_update(X):
