@@ -183,9 +183,12 @@ class MMVAEModule(SharedLatentModule):
     posterior : {"laplace", "gaussian"}
         Family of the unimodal posteriors and of the prior.
     posterior_scale : {"softmax", "softplus"}
-        Scale parameterisation (``"softmax"``: the original's ``softmax(a) D + 1e-6``).
+        Scale parameterisation (``"softmax"``: the original's ``softmax(a) D + 1e-6``).  With
+        ``D = 1`` the softmax is 1 whatever ``a``: every posterior has scale 1 and cannot learn
+        it; use ``"softplus"`` for a one-dimensional latent.
     learn_prior : bool
-        Learn the prior scale ``softmax(theta) D``.
+        Learn the prior scale ``softmax(theta) D`` (fixed at 1 when ``D = 1``, for the same
+        reason).
     """
 
     def __init__(self, specs: list[ComponentSpec], beta: float = 1.0, objective: str = "dreg", K: int = 1,

@@ -59,6 +59,11 @@ class MMVAEPlusModule(MultiComponentModule):
     K : int
     posterior : {"laplace", "gaussian"}
     posterior_scale : {"softmax", "softplus"}
+        ``"softmax"``: ``softmax(a) * size + 1e-6`` per latent block.  A block of size 1 (``Dz = 1``
+        or ``private_dim = 1``) then has scale 1 whatever ``a``, and the auxiliary priors of
+        ``private_dim = 1`` are fixed at scale 1 (equal to ``p(w)``): nothing of those scales can
+        learn; use ``"softplus"`` (the auxiliary priors stay softmax-parameterised, as the
+        official code) or a block of size 2 or more.
     """
 
     def __init__(self, specs: list[ComponentSpec], private_dim: int = 2, beta: float = 1.0,
