@@ -95,7 +95,8 @@ def test_transform_inverse_transform_reconstruct(name, X, fitted):
         est.inverse_transform(Z[:, :-1])
 
 
-#: Settings under which every model is linear-Gaussian given its latent (closed-form log p(X)).
+#: Settings under which every model is linear-Gaussian given its latent (closed-form log p(X)); the
+#: fixed scale (data units, ~1.7 copula standard deviations) leaves a short fit close to log p.
 LINEAR_GAUSSIAN = {"decoder_kwargs": {"hidden": ()},
                    "likelihood": {"name": "gaussian", "scale": 0.5, "learn_scale": False}}
 LINEAR_GAUSSIAN_EXTRA = {"mmvae": {"posterior": "gaussian"}, "mmvaeplus": {"posterior": "gaussian"}}
@@ -105,10 +106,11 @@ LINEAR_GAUSSIAN_EXTRA = {"mmvae": {"posterior": "gaussian"}, "mmvaeplus": {"post
 def test_score_samples_is_a_deterministic_per_row_bound(name, X, fitted):
     """Deterministic per-row scores whose mean is ``score``; and, refitted with affine decoders and
     a fixed-scale Gaussian likelihood (where ``log p(x)`` has a closed form), at most
-    ``log p(x)``: the mean over rows, and all but a few rows (8 Monte Carlo draws per score).
-    Catches a score above the evidence, e.g. a KL with the wrong sign (planted in MVAE).  The
-    sharper cases (MMVAE+'s auxiliary-prior term, the Jacobian's sign, large-K tightness) are in
-    tests/test_score_bound.py."""
+    ``log p(x)`` in expectation (the mean excess over the rows within its noise: 8 Monte Carlo
+    draws per score, whose spread, ~0.8 nats for the GMRF model, exceeds its gap to ``log p``).
+    Catches a score above the evidence, e.g. a KL with the wrong sign (planted in MVAE: +1.7
+    nats over ``log p`` on average).  The sharper cases (MMVAE+'s auxiliary-prior term, the
+    Jacobian's sign, large-K tightness) are in tests/test_score_bound.py."""
     from tests.test_score_bound import log_marginal
     from tests.test_score_bound import log_scale_sum as _log_scale_sum
 
@@ -122,9 +124,8 @@ def test_score_samples_is_a_deterministic_per_row_bound(name, X, fitted):
     with torch.no_grad():
         log_p = log_marginal(lin.module_.double(), xs).numpy() - _log_scale_sum(lin)
     lin.module_.float()
-    score = lin.score_samples(X)
-    assert score.mean() < log_p.mean()
-    assert np.mean(score > log_p) < 0.2
+    excess = lin.score_samples(X) - log_p  # <= 0 in expectation, row by row
+    assert excess.mean() < 3 * excess.std() / np.sqrt(len(excess))
 
 
 @pytest.mark.parametrize("name", NAMES)
