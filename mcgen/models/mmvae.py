@@ -104,7 +104,7 @@ def dreg_loss(lw: Tensor, z: Tensor, family: str, loc: Tensor, scale: Tensor, be
     (the IWAE gradient); encoders, the path term ``sum w_hat (d lw / d z)(d z / d phi)`` minus
     ``beta`` times a reparameterised form of the score term
     ``E[sum_k w_hat_k sum_j r_j(z_k) d log q_j(z_k) / d phi]`` (``r_j`` the responsibilities).
-    ``docs/mathematics.md`` ("DReG for mixture proposals") derives it.  The z-gradients of the
+    ``docs/baselines.md`` ("DReG for mixture proposals") derives it.  The z-gradients of the
     log-weights come from one ``autograd.grad`` (through the decoders' inputs only); with the
     stratified bound and K = 1 the score term has expectation zero and is left out (the estimator
     is then the path derivative).
