@@ -2,7 +2,7 @@
 
 Diagonal latent distributions (Gaussian or Laplace) with reparameterised sampling through an
 optional ``torch.Generator``, their log densities, the closed-form KL of a diagonal Gaussian to
-N(0, I), a gradient-scaling helper for DReG, and a base module with one encoder (plus a linear
+N(0, I), normalised importance weights, and a base module with one encoder (plus a linear
 head) and one decoder per component over a latent shared by all components.
 """
 
@@ -79,18 +79,6 @@ def iw_weights(lw: Tensor, dim) -> Tensor:
     """Normalised importance weights ``softmax(lw)`` over ``dim`` (detached)."""
     lw = lw.detach()
     return torch.exp(lw - torch.logsumexp(lw, dim=dim, keepdim=True))
-
-
-def scale_gradient(t: Tensor, factor: Tensor) -> None:
-    """Multiply the gradient that reaches ``t`` by ``factor`` (broadcast) during backward.
-
-    For DReG the factor is the normalised importance weight of each sample, so the path
-    derivative through the sample carries the weight squared.  The hook sits on the very tensor
-    the objective is computed from, so it fires (unlike hooks on a copy).
-    """
-    if t.requires_grad:
-        f = factor.detach()
-        t.register_hook(lambda g: g * f)
 
 
 def non_empty_subsets(M: int) -> list[tuple[int, ...]]:
