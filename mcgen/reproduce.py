@@ -104,6 +104,8 @@ class Protocol:
         Keyword arguments of :func:`mcgen.load_dataset`.
     test_fraction : float
         BIKED only: held-out share of the designs.
+    classifiers : dict
+        PolyMNIST only: ``train_classifiers`` sizes of the coherence classifiers.
     note : str
         One line saying where the protocol comes from.
     """
@@ -117,6 +119,7 @@ class Protocol:
     estimator: dict = field(default_factory=dict)
     load: dict = field(default_factory=dict)
     test_fraction: float = 0.25
+    classifiers: dict = field(default_factory=lambda: {"n_train": 20_000, "n_test": 1000, "max_epochs": 5})
     note: str = ""
 
 
@@ -140,7 +143,8 @@ PROTOCOLS = {
                           note="the paper's: 60,000 tuples, 300 epochs, ResNets, 3 seeds (a GPU job)"),
         "quick": Protocol(3000, 1000, 5, 128, (0,), 16, {**_MLP}, {"progress": False},
                           note="quick CPU version: 3,000 tuples, 5 epochs, fully connected nets, 1 seed"),
-        "tiny": Protocol(64, 32, 1, 32, (0,), 2, {**_MLP}, {"progress": False}, note="smoke test"),
+        "tiny": Protocol(64, 32, 1, 32, (0,), 2, {**_MLP}, {"progress": False},
+                         classifiers={"n_train": 64, "n_test": 32, "max_epochs": 1}, note="smoke test"),
     },
     "biked": {
         "paper": Protocol(None, 0, 300, 64, (0, 1, 2), 8, {**_IMAGE_NETS, "likelihood": "bernoulli"},
@@ -261,15 +265,13 @@ def load_data(dataset: str, protocol: Protocol, data_home=None) -> dict:
     return {"train": X[idx_train], "test": X[idx_test]}
 
 
-def polymnist_classifiers(mode: str, data_home=None) -> list:
-    """The digit classifiers of the coherence columns: ``train_classifiers`` on 20,000 tuples
-    (5 epochs; cached after the first run, as in ``benchmarks/completion.py``), or tiny ones for
-    the smoke test."""
+def polymnist_classifiers(protocol: Protocol, data_home=None) -> list:
+    """The digit classifiers of the coherence columns: ``train_classifiers`` with the protocol's
+    ``classifiers`` settings (20,000 tuples, 5 epochs, as ``benchmarks/completion.py``; cached
+    after the first run)."""
     from mcgen.datasets.polymnist import train_classifiers
 
-    if mode == "tiny":
-        return train_classifiers(n_train=64, n_test=32, max_epochs=1, data_home=data_home, progress=False)
-    return train_classifiers(n_train=20_000, n_test=1000, max_epochs=5, data_home=data_home, progress=False)
+    return train_classifiers(**protocol.classifiers, data_home=data_home, progress=False)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -428,7 +430,7 @@ def _figure_data(dataset: str, est, data: dict, seed: int) -> dict:
 # ------------------------------------------------------------------------------------------------
 # running
 # ------------------------------------------------------------------------------------------------
-def _fit_and_score(name: str, model: str, seed: int, mode: str, data_home, library_defaults: bool,
+def _fit_and_score(name: str, model: str, seed: int, protocol: Protocol, data_home, library_defaults: bool,
                    want_figure: bool, want_table: bool) -> dict:
     """One model and seed: fit, the table's columns, and the figure's data (a process of its own
     with ``--n-jobs``, hence loading its data itself)."""
@@ -436,7 +438,6 @@ def _fit_and_score(name: str, model: str, seed: int, mode: str, data_home, libra
 
     torch.set_num_threads(1)
     dataset = EXPERIMENTS[name][0]
-    protocol = PROTOCOLS[dataset][mode]
     data = load_data(dataset, protocol, data_home)
     M = data["train"].n_components
     params = estimator_params(model, dataset, protocol, M, seed, library_defaults)
@@ -450,7 +451,7 @@ def _fit_and_score(name: str, model: str, seed: int, mode: str, data_home, libra
         if dataset == "copula":
             out["columns"] = copula_columns(est, data["test"], seed)
         elif dataset == "polymnist":
-            out["columns"] = polymnist_columns(est, data, polymnist_classifiers(mode, data_home), seed)
+            out["columns"] = polymnist_columns(est, data, polymnist_classifiers(protocol, data_home), seed)
         else:
             out["columns"] = biked_columns(est, data["test"], seed)
     if want_figure:
@@ -493,20 +494,21 @@ def format_table(name: str, runs: list[dict], floor: dict | None = None) -> str:
     by = {m: [r["columns"] for r in runs if r["model"] == m and "columns" in r] for m in models}
     spe = {m: _mean_sd([r["seconds_per_epoch"] for r in runs if r["model"] == m])[0] for m in models}
     if name == "table1":
-        head = (f"{'model':11s} | {'uncond Dim 1':>13s} {'Dim 2':>13s} {'mean':>13s} {'paper':>6s} | "
-                f"{'cond Dim 1':>13s} {'Dim 2':>13s} {'mean':>13s} {'paper':>6s} | {'s/epoch':>7s}")
+        w = 15 if any(len(c) > 1 for c in by.values()) else 12  # room for "mean ± sd"
+        head = (f"{'model':11s} | {'uncond Dim 1':>{w}s} {'Dim 2':>{w}s} {'mean':>{w}s} {'paper':>6s} | "
+                f"{'cond Dim 1':>{w}s} {'Dim 2':>{w}s} {'mean':>{w}s} {'paper':>6s} | {'s/epoch':>7s}")
         lines += ["Marginal Wasserstein-1 x 1000 (lower is better)", head, "-" * len(head)]
         for m in models:
             c = by[m]
             cells = []
             for kind in ("unconditional", "conditional"):
-                cells += [_fmt([x[kind][0] for x in c], 2).rjust(13), _fmt([x[kind][1] for x in c], 2).rjust(13),
-                          _fmt([x[f"{kind}_mean"] for x in c], 2).rjust(13), f"{paper[kind][m]:6.2f}"]
+                cells += [_fmt([x[kind][0] for x in c], 2).rjust(w), _fmt([x[kind][1] for x in c], 2).rjust(w),
+                          _fmt([x[f"{kind}_mean"] for x in c], 2).rjust(w), f"{paper[kind][m]:6.2f}"]
             lines.append(f"{LABELS[m]:11s} | {' '.join(cells[:4])} | {' '.join(cells[4:])} | {spe[m]:7.2f}")
         if floor is not None:
-            lines.append(f"{'noise floor':11s} | {floor['per_coordinate'][0]:13.2f} {floor['per_coordinate'][1]:13.2f} "
-                         f"{floor['mean']:13.2f}        (two independent real samples of {floor['rows']:,} rows: "
-                         "values near it cannot be told from real data)")
+            f0, f1 = floor["per_coordinate"]
+            lines.append(f"{'noise floor':11s} | {f0:{w}.2f} {f1:{w}.2f} {floor['mean']:{w}.2f}   (two independent "
+                         f"real samples of {floor['rows']:,} rows: values near it cannot be told from real data)")
     elif name == "table2":
         cols = [("unconditional_coherence", "uncond. coherence (+)"), ("conditional_coherence", "cond. coherence (+)"),
                 ("conditional_ssim", "cond. SSIM (+)")]
@@ -541,7 +543,8 @@ def copula_floor(rows: int) -> dict:
 
 
 def run(name: str, *, quick: bool = False, tiny: bool = False, out=".", data_home=None, n_jobs: int = 1,
-        seeds=None, library_defaults: bool = False, log=print) -> dict:
+        seeds=None, epochs: int | None = None, rows: int | None = None, library_defaults: bool = False,
+        log=print) -> dict:
     """Run experiment ``name`` and write its JSON and figure into ``out``.
 
     Parameters
@@ -560,6 +563,8 @@ def run(name: str, *, quick: bool = False, tiny: bool = False, out=".", data_hom
         Fits run in parallel processes (one torch thread each).
     seeds : sequence of int, optional
         Replace the protocol's seeds.
+    epochs, rows : int, optional
+        Replace the protocol's epochs and training rows (e.g. a longer CPU run than ``quick``).
     library_defaults : bool, default=False
         The GMRF model at mcgen's defaults instead of the paper's model.
     log : callable, default=print
@@ -578,6 +583,10 @@ def run(name: str, *, quick: bool = False, tiny: bool = False, out=".", data_hom
     protocol = PROTOCOLS[dataset][mode]
     if seeds is not None:
         protocol = replace(protocol, seeds=tuple(int(s) for s in seeds))
+    if epochs is not None:
+        protocol = replace(protocol, epochs=int(epochs))
+    if rows is not None:
+        protocol = replace(protocol, rows=int(rows))
     is_table = name.startswith("table")
     seed_list = protocol.seeds if is_table else protocol.seeds[:1]
     out = Path(out)
@@ -586,7 +595,7 @@ def run(name: str, *, quick: bool = False, tiny: bool = False, out=".", data_hom
     t0 = time.perf_counter()
     tasks = [(model, seed) for seed in seed_list for model in models]
     first = seed_list[0]
-    args = [(name, m, s, mode, data_home, library_defaults, s == first, is_table) for m, s in tasks]
+    args = [(name, m, s, protocol, data_home, library_defaults, s == first, is_table) for m, s in tasks]
     if n_jobs == 1:
         runs = []
         for a in args:
@@ -642,7 +651,7 @@ def _command(args: argparse.Namespace) -> int:
               "of it); available: " + ", ".join(EXPERIMENTS))
         return 2
     run(args.name, quick=args.quick, tiny=args.tiny, out=args.out, data_home=args.data_home, n_jobs=args.n_jobs,
-        seeds=args.seeds, library_defaults=args.library_defaults)
+        seeds=args.seeds, epochs=args.epochs, rows=args.rows, library_defaults=args.library_defaults)
     return 0
 
 
@@ -662,6 +671,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--data-home", default=None, help="folder of the raw data (default $MCGEN_DATA or ~/.mcgen_data)")
     p.add_argument("--n-jobs", type=int, default=1, help="fits in parallel processes, one torch thread each")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="replace the protocol's seeds")
+    p.add_argument("--epochs", type=int, default=None, help="replace the protocol's epochs")
+    p.add_argument("--rows", type=int, default=None, help="replace the protocol's training rows (tuples, designs)")
     p.add_argument("--library-defaults", action="store_true",
                    help="the GMRF model at mcgen's defaults (mixture prior, conditional term) instead of the paper's")
     p.set_defaults(func=_command)
