@@ -57,7 +57,7 @@ class MeanConditioner:
     def predict_missing(self, X, known, random_state=None):
         est = self.est
         known = est._check_known(known)
-        arrays = est._validate_input(list(X), components=known)
+        arrays = est._validate_data(list(X), reset=False, components=known)
         g = est._generator(random_state)
         out = [None] * est.n_components_
         with est._eval() as module:

@@ -1,43 +1,123 @@
-"""``MultiComponentVAE``: the scikit-learn estimator shared by every model.
+"""``MultiComponentVAE``: the scikit-learn estimator every model shares.
 
-The estimator validates input, standardises vector components, builds the model module that
-its subclass names, trains it through a skorch net and turns the module's tensor methods into
-NumPy-in / NumPy-out estimator methods.  It knows nothing of the mathematics of the models.
+It declares the shared parameters once (:meth:`MultiComponentVAE.__init__` and
+``_parameter_constraints``; each estimator extends both with its own), validates every input at
+one gate (:meth:`~MultiComponentVAE._validate_data`), resolves the per-component specifications
+(latent sizes, architecture factories from the registry, likelihoods), and orchestrates fitting
+(the training loop and its behaviours live in :mod:`mcgen.training`) and inference.  It knows
+nothing of the mathematics of the models: a subclass names its torch module in
+:meth:`~MultiComponentVAE._build_module`.
+
+**Adding a shared hyper-parameter** takes three edits, all in this module: the keyword in
+:meth:`MultiComponentVAE.__init__`, its constraint in ``_parameter_constraints`` and its entry in
+``SHARED_PARAMETER_DOCS``; the estimators' signatures and docstrings include it by themselves
+(see ``docs/design.md``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import json
+import math
 import numbers
+import os
 from collections.abc import Sequence
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.base import BaseEstimator, DensityMixin, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
-from skorch.callbacks import EarlyStopping, GradientNormClipping, ProgressBar
-from skorch.dataset import ValidSplit
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, check_scalar
+from skorch.history import History
 
-from mcgen.components import Components, _as_array, as_components
-from mcgen.likelihoods import LIKELIHOODS
+from mcgen.components import Components, _as_array, as_components, is_single_array
+from mcgen.exceptions import PersistenceError
+from mcgen.likelihoods import Likelihood, make_likelihood
 from mcgen.models.base import ComponentSpec, MultiComponentModule
-from mcgen.plugins import get_architecture, get_registries
-from mcgen.training import ComponentsDataset, DivergenceGuard, JitterCounter, MultiComponentNet
+from mcgen.persistence import params_to_json, read_checkpoint, register_estimator_class, upgrade_params
+from mcgen.plugins import auto_architecture, get_architecture
+from mcgen.standardizer import Standardizer
+from mcgen.training import (
+    OPTIMIZERS,
+    ComponentsDataset,
+    EpochCheckpoint,
+    MultiComponentNet,
+    ResumeFromCheckpoint,
+    build_net,
+    seeded_rng,
+)
 
-#: Likelihoods whose component is standardised internally (location-scale families).
-_STANDARDISED_LIKELIHOODS = ("gaussian", "laplace")
+__all__ = ["SHARED_PARAMETER_DOCS", "MultiComponentVAE"]
+
 #: Monte Carlo samples used by ``score_samples`` (fixed seed: the score is deterministic).
 SCORE_MC_SAMPLES = 8
 #: Rows per chunk in inference methods (bounds memory on large inputs).
 INFERENCE_CHUNK = 4096
+#: The line of an estimator's docstring that the shared parameters' entries replace.
+SHARED_PARAMETERS_MARKER = "    [shared parameters]\n"
+#: Parameters a checkpoint may have been written with other values of: resuming with more
+#: epochs, on another device or with other logging continues the same fit.
+_RESUME_FREE_PARAMETERS = frozenset({"max_epochs", "verbose", "callbacks", "device", "checkpoint_dir"})
+
+#: numpydoc entries (type, description) of the shared parameters; the default is read from
+#: each estimator's signature.  An estimator may reword an entry in ``_shared_parameter_docs``.
+SHARED_PARAMETER_DOCS: dict[str, tuple[str, str]] = {
+    "latent_dim": ("int, list of int or \"auto\"",
+                   "Latent size, one for all components or one per component; ``\"auto\"``: 8 per component, "
+                   "or the component's number of features when it has fewer (measured best on real data)."),
+    "beta": ("float", "Weight of the KL term of the training objective."),
+    "encoder": ("str or list of str",
+                "Registered architecture name(s) encoding each component; ``\"auto\"`` picks, by the "
+                "component's shape, the registered architecture of its kind that ranks highest "
+                "(``mlp`` for vectors, ``resnet``/``conv`` for images; see ``docs/plugins.md``)."),
+    "decoder": ("str or list of str", "As ``encoder``, for the decoders."),
+    "encoder_kwargs": ("dict or list of dict",
+                       "Options for the encoder architectures (e.g. ``{\"hidden\": (128, 128)}`` for ``mlp``), "
+                       "one dict for all components or one per component."),
+    "decoder_kwargs": ("dict or list of dict", "As ``encoder_kwargs``, for the decoders."),
+    "likelihood": ("str, dict, Likelihood or list",
+                   "``\"gaussian\"`` (learned per-feature scale), ``\"laplace\"`` or ``\"bernoulli\"``, one for all "
+                   "components or one per component; a dict such as ``{\"name\": \"laplace\", \"scale\": 0.75, "
+                   "\"learn_scale\": False}`` fixes options; a ``mcgen.likelihoods.Likelihood`` instance is "
+                   "copied for every component."),
+    "llik_scale": ("float or list of float",
+                   "Weight of each component's log-likelihood in the training loss (``None``: 1)."),
+    "standardize": ("bool",
+                    "Standardise the components whose likelihood is a location-scale family (gaussian, "
+                    "laplace) internally, and undo it on every output, so data of any scale trains with the "
+                    "same defaults."),
+    "max_epochs": ("int", "Training epochs."),
+    "batch_size": ("int", "Rows per training batch."),
+    "lr": ("float", "Learning rate."),
+    "optimizer": ("{\"adam\", \"adamw\", \"sgd\", \"rmsprop\"} or torch optimizer class", "The optimizer."),
+    "device": ("str", "``\"cuda\"`` trains and infers on the GPU."),
+    "callbacks": ("list of skorch callbacks", "Extra skorch callbacks (objects or ``(name, callback)`` pairs)."),
+    "validation_fraction": ("float",
+                            "Hold out this fraction of rows for validation and stop early on the validation "
+                            "loss, restoring the best epoch (``None``: no early stopping)."),
+    "n_iter_no_change": ("int",
+                         "Epochs without improvement of the validation loss before training stops (used with "
+                         "``validation_fraction``)."),
+    "clip_grad_norm": ("float", "Clip the gradient norm at this value (``None``: no clipping)."),
+    "net_kwargs": ("dict", "Other keyword arguments of the skorch ``NeuralNet`` (its ``__`` routing works)."),
+    "random_state": ("int, RandomState or None",
+                     "Seed for initialisation, batching and Monte Carlo noise; an int makes ``fit`` "
+                     "reproducible."),
+    "verbose": ("int", "Print a per-epoch table and a progress bar when positive."),
+    "checkpoint_dir": ("str or path",
+                       "Save a checkpoint after every epoch there (atomically); ``fit(X, resume=True)`` "
+                       "continues an interrupted fit from it (see ``docs/reliability.md``)."),
+}
 
 
-def _per_component(value: Any, M: int, name: str, types: tuple = (object,)) -> list:
+def _per_component(value: Any, M: int, name: str) -> list:
     """Broadcast a scalar/str/dict parameter to M components, or check a per-component list."""
-    if isinstance(value, (list, tuple)) and not (name.endswith("_kwargs") and isinstance(value, dict)):
+    if isinstance(value, (list, tuple)):
         if len(value) != M:
             raise ValueError(f"{name} has {len(value)} entries but there are {M} components")
         return list(value)
@@ -48,23 +128,183 @@ def _seed_from(random_state) -> int:
     return int(check_random_state(random_state).randint(0, 2**31 - 1))
 
 
-class MultiComponentVAE(DensityMixin, BaseEstimator):
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _format_default(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+def _fitted_state(shapes: Sequence[tuple[int, ...]], standardizer: Standardizer, seed: int, n_rows: int | None,
+                  net: MultiComponentNet) -> dict:
+    """Everything a fit learned, as tensors and plain data (the persistence format)."""
+    state = {"component_shapes": [list(s) for s in shapes], **standardizer.get_state(), "seed": int(seed),
+             "state_dict": {k: v.detach().cpu() for k, v in net.module_.state_dict().items()},
+             "history": json.dumps(net.history.to_list(), default=float)}
+    if n_rows is not None:
+        state["n_rows"] = int(n_rows)
+    return state
+
+
+def _describe_for_checkpoint(name: str, params_json: str, shapes, standardizer, seed, n_rows, net) -> dict:
+    """The estimator part of a training checkpoint (see :class:`mcgen.training.EpochCheckpoint`)."""
+    return {"estimator": name, "params": params_json, **_fitted_state(shapes, standardizer, seed, n_rows, net)}
+
+
+class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
     """Base class of mcgen's multi-component generative estimators.
 
-    Subclasses define their parameters in ``__init__`` and implement ``_build_module``.
-    See :class:`mcgen.GMRFMultiComponentVAE` for the parameters every estimator shares.
+    Holds the parameters every estimator shares (see :class:`mcgen.GMRFMultiComponentVAE` for
+    their documentation).  A subclass lists only its own parameters (and the shared defaults it
+    changes) in its ``__init__``, passes the rest on with ``**shared``, extends
+    ``_parameter_constraints`` and implements :meth:`_build_module`; its signature (what
+    ``get_params`` reads) and the shared part of its docstring are completed automatically.
     """
 
-    #: Folder for per-epoch checkpoints (a parameter of every public estimator; class default).
-    checkpoint_dir = None
-    #: Default latent size (the paper's settings differ per method).
+    _parameter_constraints: dict = {
+        "latent_dim": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), list, tuple, None],
+        "beta": [Interval(Real, 0, None, closed="left")],
+        "encoder": [str, list, tuple],
+        "decoder": [str, list, tuple],
+        "encoder_kwargs": [dict, list, tuple, None],
+        "decoder_kwargs": [dict, list, tuple, None],
+        "likelihood": [str, dict, Likelihood, list, tuple],
+        "llik_scale": [Interval(Real, 0, None, closed="neither"), list, tuple, None],
+        "standardize": ["boolean"],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "optimizer": [StrOptions(set(OPTIMIZERS)), type],
+        "device": [str, torch.device, None],
+        "callbacks": [list, tuple, None],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "clip_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "net_kwargs": [dict, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "checkpoint_dir": [str, os.PathLike, None],
+    }
+    #: Renamed parameters, ``{old: new}``: files written before the rename still load.
+    _renamed_parameters: dict[str, str] = {
+        "valid_fraction": "validation_fraction", "patience": "n_iter_no_change", "llik_scaling": "llik_scale",
+    }
+    #: Rewordings of shared parameter entries in this estimator's docstring, ``{name: (type, text)}``.
+    _shared_parameter_docs: dict[str, tuple[str, str]] = {}
+    #: scikit-learn checks (``sklearn.utils.estimator_checks``) that cannot pass, with the reason;
+    #: the test suite hands them to ``parametrize_with_checks(expected_failed_checks=...)``.
+    _expected_failed_checks: dict[str, str] = {
+        "check_methods_subset_invariance": (
+            "score_samples is a Monte Carlo ELBO estimate whose draws come from one fixed-seed generator per "
+            "call, so a row's value depends on the other rows of the call (transform is row-wise)"),
+        "check_methods_sample_order_invariance": (
+            "score_samples is a Monte Carlo ELBO estimate whose draws come from one fixed-seed generator per "
+            "call, so permuting the rows permutes the draws (transform is row-wise)"),
+    }
+    #: ``latent_dim=None`` gives this many latent coordinates per component.
     _default_latent_dim = 2
     #: ``latent_dim="auto"``: this many latent coordinates per component, or the component's number
     #: of features when it has fewer (docs/results.md, "Completion on real data").
     _auto_latent_max = 8
 
-    def _build_module(self, specs: list[ComponentSpec]) -> MultiComponentModule:  # pragma: no cover
-        raise NotImplementedError
+    def __init__(self, latent_dim=None, beta=1.0, *, encoder="auto", decoder="auto", encoder_kwargs=None,
+                 decoder_kwargs=None, likelihood="gaussian", llik_scale=None, standardize=True, max_epochs=100,
+                 batch_size=256, lr=1e-3, optimizer="adam", device="cpu", callbacks=None, validation_fraction=None,
+                 n_iter_no_change=10, clip_grad_norm=None, net_kwargs=None, random_state=None, verbose=0,
+                 checkpoint_dir=None):
+        self.latent_dim = latent_dim
+        self.beta = beta
+        self.encoder = encoder
+        self.decoder = decoder
+        self.encoder_kwargs = encoder_kwargs
+        self.decoder_kwargs = decoder_kwargs
+        self.likelihood = likelihood
+        self.llik_scale = llik_scale
+        self.standardize = standardize
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.device = device
+        self.callbacks = callbacks
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.clip_grad_norm = clip_grad_norm
+        self.net_kwargs = net_kwargs
+        self.random_state = random_state
+        self.verbose = verbose
+        self.checkpoint_dir = checkpoint_dir
+
+    # ------------------------------------------------------------------------------------------
+    # declaring the parameters once: signatures and docstrings of the subclasses
+    # ------------------------------------------------------------------------------------------
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and any(p.kind is p.VAR_KEYWORD for p in inspect.signature(init).parameters.values()):
+            init.__signature__ = cls._composed_signature(init)
+        cls._render_docstring()
+        register_estimator_class(cls)
+
+    @classmethod
+    def _composed_signature(cls, init) -> inspect.Signature:
+        """The signature of ``init(self, <own parameters>, **shared)`` with ``**shared`` replaced
+        by the parent's parameters: the parent's order, with the defaults ``init`` changes, then
+        ``init``'s own keyword-only parameters."""
+        own = {p.name: p for p in inspect.signature(init).parameters.values() if p.kind is not p.VAR_KEYWORD}
+        parent = inspect.signature(super(cls, cls).__init__).parameters.values()
+        positional = [p for p in own.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        keyword = [own.get(p.name, p).replace(kind=p.KEYWORD_ONLY) for p in parent
+                   if p.kind is p.KEYWORD_ONLY or (p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in own)]
+        extras = [p for name, p in own.items() if p.kind is p.KEYWORD_ONLY and name not in {q.name for q in parent}]
+        return inspect.Signature([*positional, *keyword, *extras])
+
+    @classmethod
+    def _render_docstring(cls) -> None:
+        """Replace the ``[shared parameters]`` line of the class docstring by the numpydoc
+        entries of the shared parameters, with this class's defaults.
+
+        Raises ``TypeError`` (at import) when a public mcgen estimator's docstring lacks the
+        line or has it twice, or when a rewording names no shared parameter.
+        """
+        doc = cls.__dict__.get("__doc__") or ""
+        count = doc.count(SHARED_PARAMETERS_MARKER)
+        public = cls.__module__.startswith("mcgen.") and not cls.__name__.startswith("_")
+        if count == 0 and not public:
+            return
+        if count != 1:
+            raise TypeError(f"the docstring of {cls.__name__} must hold the line {SHARED_PARAMETERS_MARKER.strip()!r} "
+                            f"exactly once (found {count})")
+        docs: dict[str, tuple[str, str]] = dict(SHARED_PARAMETER_DOCS)
+        for klass in reversed(cls.__mro__):
+            overrides = klass.__dict__.get("_shared_parameter_docs", {})
+            unknown = set(overrides) - set(SHARED_PARAMETER_DOCS)
+            if unknown:
+                raise TypeError(f"{klass.__name__}._shared_parameter_docs rewords unknown parameters {sorted(unknown)}")
+            docs.update(overrides)
+        defaults = {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()}
+        shared = inspect.signature(MultiComponentVAE.__init__).parameters
+        missing = [name for name in shared if name != "self" and name not in docs]
+        if missing:
+            raise TypeError(f"shared parameters without documentation: {missing}")
+        entries = []
+        for name in shared:
+            if name == "self":
+                continue
+            kind, text = docs[name]
+            entries.append(f"    {name} : {kind}, default={_format_default(defaults[name])}\n")
+            words, line = text.split(), "       "
+            for word in words:
+                if len(line) + 1 + len(word) > 96:
+                    entries.append(line + "\n")
+                    line = "       "
+                line += " " + word
+            entries.append(line + "\n")
+        before, _, after = doc.partition(SHARED_PARAMETERS_MARKER)
+        cls.__doc__ = before + "".join(entries) + after
 
     # ------------------------------------------------------------------------------------------
     # scikit-learn plumbing
@@ -74,26 +314,79 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
         tags.input_tags.two_d_array = True
         tags.input_tags.three_d_array = True
         tags.target_tags.required = False
-        tags.non_deterministic = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
 
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "net_")
+
+    def _build_module(self, specs: list[ComponentSpec]) -> MultiComponentModule:  # pragma: no cover
+        """The torch module this estimator trains (subclasses implement it)."""
+        raise NotImplementedError
+
+    def _callbacks(self) -> list:
+        """The training callbacks: estimator-specific ones (subclasses extend) and the user's."""
+        return list(self.callbacks or [])
+
     # ------------------------------------------------------------------------------------------
-    # validation
+    # the input gate
     # ------------------------------------------------------------------------------------------
-    def _validate_fit_input(self, X) -> Components:
-        C = as_components(X)
-        for i, a in enumerate(C.arrays):
+    def _validate_data(self, X, *, reset: bool, components: Sequence[int] | None = None):
+        """Validate ``X``: the one input check of every public method.
+
+        ``reset=True`` (fitting): ``X`` is a list of arrays, a ``Components`` or one array (one
+        component); returns a :class:`Components` checked for training.  Nothing is stored here:
+        ``fit`` sets ``n_features_in_`` and the other fitted attributes once everything passed.
+
+        ``reset=False`` (inference): the arrays of the fitted components ``components``
+        (default: all, in order) are checked against the fitted shapes; returns them as a list
+        of arrays.  Messages name the fitted component index.
+        """
+        if reset:
+            C = as_components(X)
+            for i, a in enumerate(C.arrays):
+                if a.ndim < 2:
+                    raise ValueError(f"component {i} has shape {a.shape}; each component needs shape "
+                                     "(n_samples, *features). Reshape your data, e.g. x[:, None] for a single "
+                                     "feature")
+                if 0 in a.shape[1:]:
+                    raise ValueError(f"component {i} has 0 feature(s) (shape={a.shape}) while a minimum of 1 is "
+                                     "required.")
+                self._check_finite(a, i)
+            if C.n_samples < 2:
+                raise ValueError(f"fit needs at least 2 samples (rows), got n_samples = {C.n_samples}")
+            return C
+        check_is_fitted(self)
+        comps = list(range(self.n_components_)) if components is None else list(components)
+        if isinstance(X, Components):
+            X = list(X.arrays)
+        elif len(comps) == 1 and is_single_array(X):
+            X = [X]
+        if not isinstance(X, (list, tuple)):
+            raise TypeError(f"expected a list of component arrays or a Components, got {type(X).__name__}")
+        if len(X) != len(comps):
+            raise ValueError(f"X has {len(X)} components but the estimator was fitted with {len(comps)} "
+                             "(pass a list or Components with one array per component)")
+        arrays = [_as_array(a, f"component {i}") for a, i in zip(X, comps)]
+        n = arrays[0].shape[0]
+        for a, i in zip(arrays, comps):
+            if a.shape[0] != n:
+                raise ValueError(f"component {i} has {a.shape[0]} rows but component {comps[0]} has {n}; "
+                                 "all components must have the same number of rows")
+            fitted = self.component_shapes_[i]
             if a.ndim < 2:
-                raise ValueError(
-                    f"component {i} has shape {a.shape}; each component needs shape "
-                    "(n_samples, *features), e.g. reshape a 1-D array with x[:, None]"
-                )
-            if a.shape[1:] and 0 in a.shape[1:]:
-                raise ValueError(f"component {i} has no features (shape {a.shape})")
+                raise ValueError(f"component {i} has shape {a.shape} but the estimator was fitted on sample shape "
+                                 f"{fitted}. Reshape your data: x[None] for a single sample")
+            if a.shape[1:] != fitted:
+                msg = f"component {i} has sample shape {a.shape[1:]} but the estimator was fitted on {fitted}"
+                if self.n_components_ == 1 and a.ndim == 2 and len(fitted) == 1:
+                    msg += (f" (X has {a.shape[1]} features, but {type(self).__name__} is expecting {fitted[0]} "
+                            "features as input)")
+                raise ValueError(msg)
             self._check_finite(a, i)
-        if C.n_samples < 2:
-            raise ValueError(f"fit needs at least 2 rows, got {C.n_samples}")
-        return C
+        if n == 0:
+            raise ValueError("X has 0 rows; at least one sample is required")
+        return arrays
 
     @staticmethod
     def _check_finite(a: np.ndarray, i: int) -> None:
@@ -101,209 +394,101 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
             n_bad = int((~np.isfinite(a)).sum())
             raise ValueError(f"component {i} contains {n_bad} NaN or infinite values")
 
-    def _validate_input(self, X, *, components: Sequence[int] | None = None) -> list[np.ndarray]:
-        """Validate inference input against the fitted shapes; ``components`` names which
-        fitted components the arrays of X are (default: all, in order).  Messages name the
-        fitted component index."""
-        comps = list(range(self.n_components_)) if components is None else list(components)
-        if isinstance(X, Components):
-            X = list(X.arrays)
-        elif isinstance(X, np.ndarray) and len(comps) == 1:
-            X = [X]
-        if not isinstance(X, (list, tuple)):
-            raise TypeError(f"expected a list of component arrays or a Components, got {type(X).__name__}")
-        if len(X) != len(comps):
-            raise ValueError(
-                f"X has {len(X)} components but the estimator was fitted with {len(comps)} "
-                "(pass a list or Components with one array per component)"
-            )
-        arrays = [_as_array(a, f"component {i}") for a, i in zip(X, comps)]
-        n = arrays[0].shape[0]
-        for a, i in zip(arrays, comps):
-            if a.shape[0] != n:
-                raise ValueError(f"component {i} has {a.shape[0]} rows but component {comps[0]} has {n}; "
-                                 "all components must have the same number of rows")
-            if a.shape[1:] != self.component_shapes_[i]:
-                raise ValueError(
-                    f"component {i} has sample shape {a.shape[1:]} but the estimator was fitted on "
-                    f"{self.component_shapes_[i]}"
-                )
-            self._check_finite(a, i)
-        if n == 0:
-            raise ValueError("X has 0 rows; at least one sample is required")
-        return arrays
+    def _check_device(self) -> None:
+        if str(self.device).startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r} was requested but torch reports no CUDA device")
 
-    def _resolve_specs(self, C: Components | None, shapes: Sequence[tuple[int, ...]] | None = None
+    # ------------------------------------------------------------------------------------------
+    # per-component specifications
+    # ------------------------------------------------------------------------------------------
+    def _latent_dims(self, shapes: Sequence[tuple[int, ...]]) -> list[int]:
+        """One latent size per component from ``latent_dim``."""
+        latent = self._default_latent_dim if self.latent_dim is None else self.latent_dim
+        if isinstance(latent, str):  # "auto": as many as the benchmark found best, never more than features
+            latent = [min(self._auto_latent_max, math.prod(sh)) for sh in shapes]
+        dims = _per_component(latent, len(shapes), "latent_dim")
+        return [_positive_int(d, f"latent_dim for component {i}") for i, d in enumerate(dims)]
+
+    def _resolve_specs(self, shapes: Sequence[tuple[int, ...]], arrays: Sequence[np.ndarray] | None = None
                        ) -> list[ComponentSpec]:
-        """Per-component specs from the parameters and the component shapes (``C`` gives the
-        shapes and allows data-dependent checks; ``shapes`` alone is used when loading)."""
-        shapes = C.component_shapes if C is not None else [tuple(sh) for sh in shapes]
+        """Per-component specs from the parameters and the component shapes: the latent size,
+        the encoder and decoder factories (``"auto"`` and names resolved through the registry),
+        the likelihood (built and, with ``arrays``, checked against the data) and its weight."""
+        shapes = [tuple(int(d) for d in sh) for sh in shapes]
         M = len(shapes)
-        latent = self.latent_dim if self.latent_dim is not None else self._default_latent_dim
-        if isinstance(latent, str):
-            if latent != "auto":
-                raise ValueError(f"latent_dim must be a positive integer, a list of them or 'auto', got {latent!r}")
-            # as many latent coordinates as the benchmark found best, never more than features
-            latent = [min(self._auto_latent_max, int(np.prod(sh))) for sh in shapes]
-        latent = _per_component(latent, M, "latent_dim")
+        latent = self._latent_dims(shapes)
         encoders = _per_component(self.encoder, M, "encoder")
         decoders = _per_component(self.decoder, M, "decoder")
         enc_kw = _per_component(self.encoder_kwargs or {}, M, "encoder_kwargs")
         dec_kw = _per_component(self.decoder_kwargs or {}, M, "decoder_kwargs")
         liks = _per_component(self.likelihood, M, "likelihood")
-        scales = _per_component(1.0 if self.llik_scaling is None else self.llik_scaling, M, "llik_scaling")
+        scales = _per_component(1.0 if self.llik_scale is None else self.llik_scale, M, "llik_scale")
         specs = []
-        registered = get_registries().architectures
-        for i in range(M):
-            d = latent[i]
-            if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1:
-                raise ValueError(f"latent_dim for component {i} must be a positive integer, got {d!r}")
-            shape = shapes[i]
-            names = []
-            for arch in (encoders[i], decoders[i]):
-                if arch == "auto":
-                    arch = self._auto_architecture(shape, registered)
-                get_architecture(arch)  # raises a clear error listing the valid names
-                names.append(arch)
-            lik = liks[i]
-            lik_name = lik.get("name") if isinstance(lik, dict) else lik
-            if isinstance(lik_name, str) and lik_name not in LIKELIHOODS:
-                raise ValueError(
-                    f"unknown likelihood {lik_name!r} for component {i}; valid: {', '.join(LIKELIHOODS)}"
-                )
-            if lik_name == "bernoulli" and C is not None:
-                a = C.arrays[i]
-                if a.size and (a.min() < 0 or a.max() > 1):
-                    raise ValueError(
-                        f"component {i} has values outside [0, 1] ({a.min():g}..{a.max():g}); "
-                        "the bernoulli likelihood needs data in [0, 1]"
-                    )
-            s = float(scales[i])
-            if not np.isfinite(s) or s <= 0:
-                raise ValueError(f"llik_scaling for component {i} must be positive, got {scales[i]!r}")
+        for i, shape in enumerate(shapes):
+            factories = []
+            for name, role in ((encoders[i], "encoder"), (decoders[i], "decoder")):
+                if not isinstance(name, str):
+                    raise TypeError(f"{role} for component {i} must be an architecture name, got {name!r}")
+                arch = get_architecture(auto_architecture(shape) if name == "auto" else name)
+                factories.append(arch.encoder_factory if role == "encoder" else arch.decoder_factory)
             for kw, role in ((enc_kw[i], "encoder_kwargs"), (dec_kw[i], "decoder_kwargs")):
                 if not isinstance(kw, dict):
                     raise TypeError(f"{role} for component {i} must be a dict, got {type(kw).__name__}")
-            specs.append(ComponentSpec(shape=shape, latent_dim=int(d), encoder=names[0], decoder=names[1],
+            lik = make_likelihood(liks[i], shape, i)
+            if arrays is not None:
+                lik.check_support(arrays[i], f"component {i}")
+            s = scales[i]
+            if isinstance(s, bool) or not isinstance(s, numbers.Real) or not (np.isfinite(s) and s > 0):
+                raise ValueError(f"llik_scale for component {i} must be a positive number, got {s!r}")
+            specs.append(ComponentSpec(shape=shape, latent_dim=latent[i], encoder=factories[0], decoder=factories[1],
                                        encoder_kwargs=dict(enc_kw[i]), decoder_kwargs=dict(dec_kw[i]),
-                                       likelihood=lik, llik_scale=s))
+                                       likelihood=lik, llik_scale=float(s)))
         return specs
 
     @staticmethod
-    def _auto_architecture(shape: tuple[int, ...], registered) -> str:
-        """Pick an architecture by the component's shape: images (C, H, W) get ``resnet`` for
-        the paper's sizes, else ``conv`` when registered and the image is at least 8 x 8 (three
-        halvings); everything else, tiny images included, ``mlp``."""
-        if len(shape) == 3:
-            if "resnet" in registered and shape[1:] in ((28, 28), (64, 64), (32, 32)):
-                return "resnet"
-            if "conv" in registered and min(shape[1:]) >= 8:
-                return "conv"
-        return "mlp"
-
-    # ------------------------------------------------------------------------------------------
-    # standardisation of location-scale components
-    # ------------------------------------------------------------------------------------------
-    def _fit_standardisation(self, C: Components, specs: list[ComponentSpec]) -> None:
-        self.standardize_mean_ = []
-        self.standardize_scale_ = []
-        for a, spec in zip(C.arrays, specs):
-            lik = spec.likelihood.get("name") if isinstance(spec.likelihood, dict) else spec.likelihood
-            if self.standardize and lik in _STANDARDISED_LIKELIHOODS:
-                x = a.astype(np.float64, copy=False)
-                mean = x.mean(0)
-                scale = x.std(0)
-                scale = np.where(scale > 1e-12 * np.maximum(1.0, np.abs(mean)), scale, 1.0)
-                self.standardize_mean_.append(mean.astype(np.float32))
-                self.standardize_scale_.append(scale.astype(np.float32))
-            else:
-                self.standardize_mean_.append(None)
-                self.standardize_scale_.append(None)
-
-    def _to_tensor(self, a: np.ndarray, i: int, device=None) -> torch.Tensor:
-        """Copy a component to a float32 tensor in the model's (standardised) space.
-
-        Always copies: the user's array (possibly read-only or memory-mapped) is never touched.
-        """
-        x = np.array(a, dtype=np.float32, copy=True)
-        if self.standardize_mean_[i] is not None:
-            x -= self.standardize_mean_[i]
-            x /= self.standardize_scale_[i]
-        t = torch.from_numpy(x)
-        return t if device is None else t.to(device)
-
-    def _from_tensor(self, t: torch.Tensor, i: int) -> np.ndarray:
-        x = t.detach().cpu().numpy().astype(np.float32, copy=False)
-        if self.standardize_mean_[i] is not None:
-            x = x * self.standardize_scale_[i] + self.standardize_mean_[i]
-        return x
-
-    def _log_jacobian(self) -> float:
-        """``sum log scale``: converts a density in standardised space to the data's units."""
-        return float(sum(np.log(s.astype(np.float64)).sum() for s in self.standardize_scale_ if s is not None))
+    def _auto_architecture(shape: tuple[int, ...], registered=None) -> str:
+        """The architecture ``"auto"`` resolves to for ``shape`` (see
+        :func:`mcgen.plugins.auto_architecture`)."""
+        return auto_architecture(shape, registered)
 
     # ------------------------------------------------------------------------------------------
     # fitting
     # ------------------------------------------------------------------------------------------
     def _make_net(self, module: MultiComponentModule, seed: int) -> MultiComponentNet:
-        callbacks: list = [("divergence_guard", DivergenceGuard()), ("jitter_counter", JitterCounter())]
-        if self.clip_grad_norm is not None:
-            callbacks.append(("grad_clip", GradientNormClipping(gradient_clip_value=self.clip_grad_norm)))
-        if self.valid_fraction is not None:
-            callbacks.append(("early_stopping", EarlyStopping(monitor="valid_loss", patience=self.patience,
-                                                               load_best=True)))
-        if self.verbose:
-            callbacks.append(("progress", ProgressBar()))
-        for k, cb in enumerate(self.callbacks or []):
-            callbacks.append(cb if isinstance(cb, tuple) else (f"user_{k}_{type(cb).__name__}", cb))
-        if self.checkpoint_dir is not None:
-            from mcgen.persistence import EpochCheckpoint
+        """The skorch net training ``module`` with this estimator's settings (the place to
+        swap the net class, as the Accelerate recipe of ``docs/scaling.md`` does)."""
+        return build_net(module, seed=seed, optimizer=self.optimizer, lr=self.lr, max_epochs=self.max_epochs,
+                         batch_size=self.batch_size, validation_fraction=self.validation_fraction,
+                         n_iter_no_change=self.n_iter_no_change, clip_grad_norm=self.clip_grad_norm,
+                         callbacks=self._callbacks(), device=self.device, verbose=self.verbose,
+                         net_kwargs=self.net_kwargs)
 
-            # last, so that it saves the state after every other callback has run
-            callbacks.append(("epoch_checkpoint", EpochCheckpoint(str(self.checkpoint_dir), self)))
-        if self.valid_fraction is not None:
-            vf = float(self.valid_fraction)
-            if not 0 < vf < 1:
-                raise ValueError(f"valid_fraction must be in (0, 1), got {self.valid_fraction!r}")
-            train_split = ValidSplit(vf, random_state=seed % (2**31 - 1))
-        else:
-            train_split = None
-        gen = torch.Generator()
-        gen.manual_seed(seed)
-        opt = self.optimizer
-        if isinstance(opt, str):
-            opts = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
-                    "rmsprop": torch.optim.RMSprop}
-            if opt.lower() not in opts:
-                raise ValueError(f"unknown optimizer {opt!r}; valid: {', '.join(opts)} or a torch optimizer class")
-            opt = opts[opt.lower()]
-        net = MultiComponentNet(
-            module, optimizer=opt, lr=self.lr, max_epochs=self.max_epochs, batch_size=self.batch_size,
-            train_split=train_split, callbacks=callbacks, device=self.device,
-            verbose=int(bool(self.verbose)), shuffle_generator=gen, **(self.net_kwargs or {}),
-        )
+    def _new_net(self, module: MultiComponentModule, seed: int, shapes, standardizer: Standardizer,
+                 n_rows: int | None, resume_from: dict | None = None) -> MultiComponentNet:
+        """:meth:`_make_net` plus the checkpoint callbacks: restoring ``resume_from`` first,
+        writing a checkpoint after every epoch (when ``checkpoint_dir``) last."""
+        net = self._make_net(module, seed)
+        callbacks = list(net.callbacks or [])
+        if resume_from is not None:
+            callbacks.insert(0, ("resume_from_checkpoint", ResumeFromCheckpoint(resume_from)))
+        if self.checkpoint_dir is not None:
+            describe = functools.partial(_describe_for_checkpoint, type(self).__name__,
+                                         params_to_json(self, warn=False), tuple(shapes), standardizer, seed, n_rows)
+            callbacks.append(("epoch_checkpoint", EpochCheckpoint(os.fspath(self.checkpoint_dir), describe)))
+        net.callbacks = callbacks
         return net
 
-    def _check_params(self) -> None:
-        for name in ("max_epochs", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if not (isinstance(self.lr, numbers.Real) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if not (isinstance(self.beta, numbers.Real) and self.beta >= 0 and np.isfinite(self.beta)):
-            raise ValueError(f"beta must be a non-negative number, got {self.beta!r}")
-        if self.device not in (None,) and not isinstance(self.device, (str, torch.device)):
-            raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {self.device!r}")
-        if isinstance(self.device, str) and self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError("device='cuda' was requested but torch reports no CUDA device")
+    def _dataset(self, arrays: Sequence[np.ndarray], standardizer: Standardizer | None = None) -> ComponentsDataset:
+        """The training dataset (standardised float32 tensors on the CPU; skorch moves batches)."""
+        st = self.standardizer_ if standardizer is None else standardizer
+        return ComponentsDataset([st.to_tensor(a, i) for i, a in enumerate(arrays)])
 
-    def _dataset(self, arrays: Sequence[np.ndarray]) -> ComponentsDataset:
-        # Stays on CPU; skorch moves each batch to the device.
-        return ComponentsDataset([self._to_tensor(a, i) for i, a in enumerate(arrays)])
-
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, *, resume: bool = False) -> MultiComponentVAE:
         """Fit the model.
+
+        Every check (parameters, data, the model's construction) runs before any fitted
+        attribute is set, so a failed ``fit`` leaves a fitted estimator as it was.
 
         Parameters
         ----------
@@ -319,54 +504,59 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
         -------
         self
         """
-        self._check_params()
-        C = self._validate_fit_input(X)
-        specs = self._resolve_specs(C)
+        return self._fit(X, epochs=None, resume=resume)
+
+    def _fit(self, X, *, epochs: int | None, resume: bool = False) -> MultiComponentVAE:
+        C = self._validate_data(X, reset=True)
+        self._check_device()
         checkpoint = None
         if resume:
             if self.checkpoint_dir is None:
                 raise ValueError("fit(resume=True) needs checkpoint_dir, the folder the interrupted fit wrote")
-            from mcgen.persistence import read_checkpoint
-
             checkpoint = read_checkpoint(self.checkpoint_dir)
-        self.n_components_ = C.n_components
-        self.component_shapes_ = C.component_shapes
-        self.latent_dims_ = [s.latent_dim for s in specs]
-        self._fit_rows_ = C.n_samples
-        self._fit_standardisation(C, specs)
-        seed = _seed_from(self.random_state)
+            if checkpoint is not None:
+                self._check_checkpoint(checkpoint, C)
+        seed = int(checkpoint["seed"]) if checkpoint is not None else _seed_from(self.random_state)
+        shapes = C.component_shapes
+        specs = self._resolve_specs(shapes, C.arrays)
+        standardizer = Standardizer.fit(C.arrays, [bool(self.standardize) and s.likelihood.location_scale
+                                                   for s in specs])
+        dataset = self._dataset(C.arrays, standardizer)
         if checkpoint is not None:
-            self._check_checkpoint(checkpoint, C)
-            seed = int(checkpoint["seed"])
-        self._seed_ = seed
-        dataset = self._dataset(C.arrays)
-        with self._rng(seed):
+            epochs = max(0, self.max_epochs - int(checkpoint["epoch"]))
+        with seeded_rng(seed, self.device):
             module = self._build_module(specs)
-            for lik, sd in zip(module.likelihoods, self.standardize_scale_):  # fixed scales: data units
+            for lik, sd in zip(module.likelihoods, standardizer.scale):  # fixed likelihood scales: data units
                 if sd is not None and hasattr(lik, "set_data_scale"):
                     lik.set_data_scale(torch.from_numpy(sd))
-            self.net_ = self._make_net(module, seed)
-            self.net_.initialize()
-            epochs = self.max_epochs
-            if checkpoint is not None:
-                epochs = self._load_checkpoint(checkpoint)
-            if epochs > 0:
-                self.net_.partial_fit(dataset, None, epochs=epochs)
-            self.net_.module_.eval()
-            self._after_fit(dataset)
-        self.history_ = self.net_.history
+            net = self._new_net(module, seed, shapes, standardizer, C.n_samples, resume_from=checkpoint)
+            net.initialize()
+            net.partial_fit(dataset, None, epochs=self.max_epochs if epochs is None else epochs)
+            net.module_.eval()
+        self._set_fitted(shapes, specs, standardizer, seed, C.n_samples, net)
         return self
 
-    def _check_checkpoint(self, ck: dict, C: Components) -> None:
-        from mcgen.persistence import PersistenceError, params_to_json
+    def _set_fitted(self, shapes, specs: list[ComponentSpec], standardizer: Standardizer, seed: int,
+                    n_rows: int | None, net: MultiComponentNet) -> None:
+        """Set every fitted attribute at once (only after everything succeeded)."""
+        self.n_components_ = len(shapes)
+        self.component_shapes_ = tuple(tuple(s) for s in shapes)
+        self.n_features_in_ = int(sum(math.prod(s) for s in shapes))
+        self.latent_dims_ = [s.latent_dim for s in specs]
+        self.standardizer_ = standardizer
+        self._seed_ = int(seed)
+        self._fit_rows_ = n_rows
+        self.net_ = net
+        self.history_ = net.history
 
+    def _check_checkpoint(self, ck: dict, C: Components) -> None:
         if ck["estimator"] != type(self).__name__:
             raise PersistenceError(f"the checkpoint in {self.checkpoint_dir} was written by a {ck['estimator']}, "
                                    f"not a {type(self).__name__}")
-        # These may differ on resume: more epochs, another device, other logging.
-        free = {"max_epochs", "verbose", "callbacks", "device", "checkpoint_dir"}
-        old, new = json.loads(ck["params"]), json.loads(params_to_json(self, warn=False))
-        changed = sorted(k for k in set(old) | set(new) if k not in free and old.get(k) != new.get(k))
+        old = upgrade_params(json.loads(ck["params"]), self._renamed_parameters)
+        new = json.loads(params_to_json(self, warn=False))
+        changed = sorted(k for k in set(old) | set(new)
+                         if k not in _RESUME_FREE_PARAMETERS and old.get(k) != new.get(k))
         if changed:
             raise PersistenceError(f"the checkpoint in {self.checkpoint_dir} was written with other values of "
                                    f"{', '.join(changed)}; resume with the parameters of the interrupted fit")
@@ -374,19 +564,56 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
             raise PersistenceError(f"the checkpoint in {self.checkpoint_dir} was written for other data "
                                    f"({ck['n_rows']} rows, shapes {ck['component_shapes']})")
 
-    def _load_checkpoint(self, ck: dict) -> int:
-        """Restore module, optimizer, history and RNG states; return the epochs still to run."""
-        from skorch.history import History
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None, epochs: int = 1) -> MultiComponentVAE:
+        """Train for ``epochs`` more epochs (one by default); fits from scratch when unfitted.
 
-        module = self.net_.module_
-        module.load_state_dict(ck["state_dict"])
-        self.net_.optimizer_.load_state_dict(ck["optimizer"])
-        self.net_.history = History(json.loads(ck["history"]))
-        torch.set_rng_state(ck["torch_rng"])
-        if "cuda_rng" in ck and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ck["cuda_rng"])
-        self.net_.shuffle_generator.set_state(ck["shuffle_rng"])
-        return max(0, self.max_epochs - int(ck["epoch"]))
+        Parameters
+        ----------
+        X : list of array-like or Components
+        y : ignored
+        epochs : int, default=1
+
+        Returns
+        -------
+        self
+        """
+        check_scalar(epochs, "epochs", Integral, min_val=1)
+        if not self.__sklearn_is_fitted__():
+            return self._fit(X, epochs=epochs)
+        arrays = self._validate_data(X, reset=False)
+        dataset = self._dataset(arrays)
+        seed = (self._seed_ + 7919 * len(self.net_.history)) % (2**31 - 1)
+        with seeded_rng(seed, self.device):
+            self.net_.partial_fit(dataset, None, epochs=epochs)
+            self.net_.module_.eval()
+        self.history_ = self.net_.history
+        return self
+
+    # ------------------------------------------------------------------------------------------
+    # persistence protocol (mcgen.persistence)
+    # ------------------------------------------------------------------------------------------
+    def _get_fitted_state(self) -> dict:
+        """Everything learned, as tensors and plain data (what ``save`` writes)."""
+        check_is_fitted(self)
+        return _fitted_state(self.component_shapes_, self.standardizer_, self._seed_, self._fit_rows_, self.net_)
+
+    def _set_fitted_state(self, state: dict) -> None:
+        """Rebuild the fitted estimator from :meth:`_get_fitted_state`'s output (with the
+        current parameters).  The user's global torch RNG is left untouched."""
+        shapes = [tuple(int(d) for d in s) for s in state["component_shapes"]]
+        standardizer = Standardizer.from_state(state)
+        seed = int(state["seed"])
+        n_rows = state.get("n_rows")
+        specs = self._resolve_specs(shapes)
+        with seeded_rng(seed, self.device):
+            module = self._build_module(specs)
+            module.load_state_dict(state["state_dict"])
+            net = self._new_net(module, seed, shapes, standardizer, n_rows)
+            net.initialize()
+        net.history = History(json.loads(state["history"]))
+        net.module_.eval()
+        self._set_fitted(shapes, specs, standardizer, seed, n_rows, net)
 
     def save(self, path) -> None:
         """Save to one file that :func:`mcgen.load` reads safely (parameters as JSON, weights as
@@ -395,50 +622,38 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
 
         save(self, path)
 
-    def partial_fit(self, X, y=None, epochs: int = 1) -> MultiComponentVAE:
-        """Train for ``epochs`` more epochs (one by default); fits from scratch when unfitted."""
-        if not hasattr(self, "net_"):
-            params = self.get_params()
-            self.max_epochs = epochs
-            try:
-                return self.fit(X)
-            finally:
-                self.max_epochs = params["max_epochs"]
-        arrays = self._validate_input(X)
-        dataset = self._dataset(arrays)
-        seed = (self._seed_ + 7919 * len(self.net_.history)) % (2**31 - 1)
-        with self._rng(seed):
-            self.net_.partial_fit(dataset, None, epochs=epochs)
-            self.net_.module_.eval()
-            self._after_fit(dataset)
-        self.history_ = self.net_.history
-        return self
-
-    def _after_fit(self, dataset: ComponentsDataset) -> None:
-        """Hook for post-training steps (e.g. the GMRF's closed-form prior refit)."""
-
-    @contextlib.contextmanager
-    def _rng(self, seed: int):
-        """Run with torch's global RNG seeded (restored afterwards, so user state is untouched)."""
-        devices = []
-        if torch.cuda.is_available() and isinstance(self.device, str) and self.device.startswith("cuda"):
-            devices = [torch.device(self.device).index or 0]
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            yield
-
     # ------------------------------------------------------------------------------------------
     # inference helpers
     # ------------------------------------------------------------------------------------------
     @property
     def module_(self) -> MultiComponentModule:
         """The trained torch module."""
-        check_is_fitted(self, "net_")
+        check_is_fitted(self)
         return self.net_.module_
 
+    @property
+    def standardize_mean_(self) -> list[np.ndarray | None]:
+        """Per component, the feature means used for standardisation (``None``: not standardised)."""
+        check_is_fitted(self)
+        return self.standardizer_.mean
+
+    @property
+    def standardize_scale_(self) -> list[np.ndarray | None]:
+        """Per component, the feature scales used for standardisation (``None``: not standardised)."""
+        check_is_fitted(self)
+        return self.standardizer_.scale
+
+    def _to_tensor(self, a: np.ndarray, i: int, device=None) -> torch.Tensor:
+        """Component ``i`` as a float32 tensor in the model's (standardised) space (a copy)."""
+        return self.standardizer_.to_tensor(a, i, device)
+
+    def _from_tensor(self, t: torch.Tensor, i: int) -> np.ndarray:
+        """Component ``i`` from the model's space back to the data's units."""
+        return self.standardizer_.inverse_transform(t.detach().cpu().numpy(), i)
+
     def _device(self) -> torch.device:
-        return next(iter(self.module_.buffers())).device if any(True for _ in self.module_.buffers()) \
-            else torch.device("cpu")
+        buffers = list(self.module_.buffers())
+        return buffers[0].device if buffers else torch.device("cpu")
 
     def _generator(self, random_state) -> torch.Generator:
         g = torch.Generator(device=self._device())
@@ -447,15 +662,19 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
 
     @contextlib.contextmanager
     def _eval(self):
-        # The module is left in eval mode after every fit; setting it again is idempotent, and
-        # never switching back to train mode here keeps concurrent inference threads safe.
+        """The module, in eval mode, under ``torch.no_grad``.
+
+        The module is left in eval mode after every fit; setting it again is idempotent, and
+        never switching back to train mode here keeps concurrent inference threads safe.
+        """
         module = self.module_
         if module.training:
             module.eval()
         with torch.no_grad():
             yield module
 
-    def _chunks(self, n: int):
+    @staticmethod
+    def _chunks(n: int):
         for start in range(0, n, INFERENCE_CHUNK):
             yield slice(start, min(n, start + INFERENCE_CHUNK))
 
@@ -465,11 +684,17 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
     def sample(self, n_samples: int = 1, random_state=None) -> list[np.ndarray]:
         """Draw ``n_samples`` joint samples (decoder means of prior draws).
 
+        Parameters
+        ----------
+        n_samples : int, default=1
+        random_state : int, RandomState or None
+            Seed of this call's draws (a private generator; the global RNG is untouched).
+
         Returns
         -------
         list of M arrays, each ``(n_samples, *component_shape)``.
         """
-        check_is_fitted(self, "net_")
+        check_is_fitted(self)
         n_samples = self._check_n_samples(n_samples)
         g = self._generator(random_state)
         outs: list[list[np.ndarray]] = [[] for _ in range(self.n_components_)]
@@ -531,7 +756,7 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
         list of M arrays; the known components are returned unchanged (repeated along the
         samples axis when ``n_samples > 1``).
         """
-        check_is_fitted(self, "net_")
+        check_is_fitted(self)
         known = self._check_known(known)
         n_samples = self._check_n_samples(n_samples)
         M = self.n_components_
@@ -548,7 +773,7 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
                 f"X has {len(X)} entries; pass either the {len(known)} known components (in the order "
                 f"of known={known}) or all {M} components with None where unknown"
             )
-        arrays = self._validate_input(X_known, components=known)
+        arrays = self._validate_data(X_known, reset=False, components=known)
         n = arrays[0].shape[0]
         g = self._generator(random_state)
         unknown = [i for i in range(M) if i not in known]
@@ -572,9 +797,17 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
         return result
 
     def transform(self, X) -> np.ndarray:
-        """Posterior (latent) means, ``(n, total_latent)``."""
-        check_is_fitted(self, "net_")
-        arrays = self._validate_input(X)
+        """Posterior (latent) means.
+
+        Parameters
+        ----------
+        X : list of array-like or Components
+
+        Returns
+        -------
+        ndarray of shape ``(n, total_latent)``, float32
+        """
+        arrays = self._validate_data(X, reset=False)
         dev = self._device()
         parts = []
         with self._eval() as module:
@@ -585,7 +818,7 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
 
     def inverse_transform(self, Z) -> list[np.ndarray]:
         """Decode latent vectors ``(n, total_latent)`` to M component arrays (decoder means)."""
-        check_is_fitted(self, "net_")
+        check_is_fitted(self)
         Z = np.asarray(Z, dtype=np.float32)
         width = self.module_.latent_size
         if Z.ndim != 2 or Z.shape[1] != width:
@@ -610,11 +843,10 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
 
         A Monte Carlo estimate with a fixed seed, so repeated calls agree exactly.
         """
-        check_is_fitted(self, "net_")
-        arrays = self._validate_input(X)
+        arrays = self._validate_data(X, reset=False)
         g = self._generator(0)
         dev = self._device()
-        jac = self._log_jacobian()
+        jac = self.standardizer_.log_jacobian()
         parts = []
         with self._eval() as module:
             for sl in self._chunks(arrays[0].shape[0]):
@@ -625,3 +857,4 @@ class MultiComponentVAE(DensityMixin, BaseEstimator):
     def score(self, X, y=None) -> float:
         """Mean per-row ELBO (higher is better); what ``GridSearchCV`` maximises by default."""
         return float(np.mean(self.score_samples(X)))
+

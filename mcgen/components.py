@@ -11,6 +11,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
+from scipy import sparse
+
+from mcgen.exceptions import DataTypeError
 
 ArrayLike = Any
 
@@ -22,9 +25,16 @@ def _component_label(i: int, names: Sequence[str] | None) -> str:
 
 
 def _as_array(x: ArrayLike, label: str) -> np.ndarray:
-    """Convert one component to a numeric ndarray without copying when it already is one."""
+    """Convert one component to a numeric ndarray without copying when it already is one.
+
+    An object array of numbers (e.g. from a mixed pandas frame) is converted to float64; sparse
+    matrices, complex and non-numeric data are refused with a :class:`DataTypeError`.
+    """
     if x is None:
         raise TypeError(f"{label} is None; pass an array (use `known=` for missing components)")
+    if sparse.issparse(x):
+        raise DataTypeError(f"{label} is a sparse {type(x).__name__}; sparse input is not supported: convert it "
+                            "with .toarray()")
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor
         x = x.detach().cpu().numpy()
     try:
@@ -32,11 +42,16 @@ def _as_array(x: ArrayLike, label: str) -> np.ndarray:
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{label} could not be read as an array: {exc}") from None
     if arr.dtype == object:
-        raise TypeError(f"{label} has dtype object (ragged rows or non-numeric values)")
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise DataTypeError(f"{label} has dtype object and its values are not all numbers "
+                                f"(ragged rows or non-numeric values): {exc}") from None
     if np.iscomplexobj(arr):
-        raise TypeError(f"{label} has complex dtype {arr.dtype}; only real numbers are supported")
+        raise DataTypeError(f"{label} has complex dtype {arr.dtype}. Complex data not supported; pass real "
+                            "numbers")
     if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{label} has non-numeric dtype {arr.dtype}")
+        raise DataTypeError(f"{label} has non-numeric dtype {arr.dtype}")
     if arr.ndim == 0:
         raise ValueError(f"{label} is a scalar; expected an array with one row per sample")
     return arr
@@ -165,6 +180,14 @@ class Components:
     __hash__ = None  # mutable container semantics, like a list
 
 
+def is_single_array(X: Any) -> bool:
+    """Whether ``X`` is one array-like (an ndarray, tensor, frame, sparse matrix or anything
+    with ``__array__``), which stands for a single component, rather than a list of them."""
+    if isinstance(X, (list, tuple, Components)):
+        return False
+    return isinstance(X, np.ndarray) or hasattr(X, "shape") or hasattr(X, "__array__") or sparse.issparse(X)
+
+
 def as_components(X: Any, *, n_components: int | None = None, names: Sequence[str] | None = None,
                   allow_empty: bool = False) -> Components:
     """Wrap ``X`` (a list/tuple of arrays, a ``Components`` or one 2-D+ array for M=1).
@@ -173,7 +196,7 @@ def as_components(X: Any, *, n_components: int | None = None, names: Sequence[st
     """
     if isinstance(X, Components):
         C = X
-    elif isinstance(X, np.ndarray) or (hasattr(X, "shape") and not isinstance(X, (list, tuple))):
+    elif is_single_array(X):
         C = Components([X], names=names)
     elif isinstance(X, (list, tuple)):
         C = Components(X, names=names)

@@ -7,6 +7,7 @@ component's features and returns one value per row.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -17,9 +18,18 @@ LIKELIHOODS = ("gaussian", "laplace", "bernoulli")
 
 
 class Likelihood(nn.Module):
-    """Base class: ``log_prob(loc, x) -> (B,)`` and ``mean(loc)``."""
+    """Base class: ``log_prob(loc, x) -> (B,)`` and ``mean(loc)``.
+
+    ``location_scale`` says whether the family is closed under shifting and scaling the data
+    (then the estimators standardise the component internally and undo it on output).
+    """
 
     name = "base"
+    location_scale = False
+
+    def check_support(self, x, label: str) -> None:
+        """Raise ``ValueError`` naming ``label`` when the data ``x`` (an array) lie outside the
+        family's support (nothing to check by default)."""
 
     def log_prob(self, loc: Tensor, x: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -41,6 +51,8 @@ class _ScaledLikelihood(Likelihood):
     pixel's spread.  A **learned** scale lives in the model's (standardised) units, ``scale``
     being its starting value there, and is floored at ``min_scale``.
     """
+
+    location_scale = True
 
     def __init__(self, shape: tuple[int, ...], scale: float = 1.0, learn_scale: bool = True,
                  min_scale: float = 1e-3):
@@ -119,6 +131,11 @@ class BernoulliLikelihood(Likelihood):
 
     name = "bernoulli"
 
+    def check_support(self, x, label: str) -> None:
+        if x.size and (x.min() < 0 or x.max() > 1):
+            raise ValueError(f"{label} has values outside [0, 1] ({x.min():g}..{x.max():g}); "
+                             "the bernoulli likelihood needs data in [0, 1]")
+
     def log_prob(self, loc: Tensor, x: Tensor) -> Tensor:
         return -F.binary_cross_entropy_with_logits(loc, x, reduction="none").flatten(1).sum(-1)
 
@@ -131,10 +148,24 @@ class BernoulliLikelihood(Likelihood):
 
 
 def make_likelihood(spec, shape: tuple[int, ...], component: int) -> Likelihood:
-    """Build a likelihood from a name (``"gaussian"``, ``"laplace"``, ``"bernoulli"``), a dict
-    ``{"name": ..., "scale": ..., "learn_scale": ...}``, or an instance."""
+    """Build component ``component``'s likelihood from a name (``"gaussian"``, ``"laplace"``,
+    ``"bernoulli"``), a dict ``{"name": ..., "scale": ..., "learn_scale": ...}``, or an instance.
+
+    An instance is copied (each component learns its own parameters) after checking that its
+    parameters broadcast to the component's ``shape``.
+    """
     if isinstance(spec, Likelihood):
-        return spec
+        for key, value in spec.state_dict().items():
+            try:
+                ok = torch.broadcast_shapes(value.shape, shape) == torch.Size(shape)
+            except RuntimeError:
+                ok = False
+            if not ok:
+                raise ValueError(
+                    f"the {type(spec).__name__} given as likelihood for component {component} has {key} of shape "
+                    f"{tuple(value.shape)}, which does not fit the component's shape {tuple(shape)}; pass a name "
+                    "or a dict (e.g. {'name': 'gaussian'}) to build one per component")
+        return copy.deepcopy(spec)
     kwargs = {}
     if isinstance(spec, dict):
         kwargs = dict(spec)

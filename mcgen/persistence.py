@@ -1,8 +1,19 @@
-"""Safe persistence: ``est.save(path)`` / ``mcgen.load(path)`` and per-epoch training checkpoints.
+"""Safe persistence: ``est.save(path)`` / ``mcgen.load(path)`` and the training checkpoints.
 
 Files hold only tensors and plain data (parameters as JSON, weights as state dicts) and are read
 with ``torch.load(weights_only=True)``: loading an untrusted file cannot run code.  (``joblib``
 and ``pickle`` also work on estimators, but unpickling runs code: only unpickle trusted files.)
+
+The estimator side of the format is a small protocol, so that this module never reaches into an
+estimator's internals (and imports no estimator module):
+
+* ``est._get_fitted_state() -> dict`` and ``est._set_fitted_state(state)``: everything learned,
+  as tensors and plain data;
+* ``type(est)._renamed_parameters``: ``{old name: new name}`` of renamed parameters, so that
+  files written by an older mcgen still load;
+* the estimator classes register themselves with :func:`register_estimator_class` (the
+  estimator base class does it for every subclass), which is how :func:`load` finds the class a
+  file names.
 """
 
 from __future__ import annotations
@@ -14,18 +25,38 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from skorch.callbacks import Callback
-from skorch.history import History
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
+
+from mcgen._version import __version__
+from mcgen.exceptions import PersistenceError
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "FORMAT_VERSION",
+    "PersistenceError",
+    "load",
+    "params_from_json",
+    "params_to_json",
+    "read_checkpoint",
+    "register_estimator_class",
+    "save",
+    "write_checkpoint",
+]
 
 #: Version of the file layout written by :func:`save` and the checkpoints.
 FORMAT_VERSION = 1
 CHECKPOINT_FILE = "checkpoint.pt"
 
+#: The estimator classes a file may name, by class name (filled by the estimator base class).
+_ESTIMATOR_CLASSES: dict[str, type] = {}
 
-class PersistenceError(ValueError):
-    """A saved file cannot be loaded (wrong kind, version mismatch, mismatching estimator)."""
+
+def register_estimator_class(cls: type) -> type:
+    """Make ``cls`` loadable by name (first registration of a name wins)."""
+    _ESTIMATOR_CLASSES.setdefault(cls.__name__, cls)
+    return cls
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
@@ -73,13 +104,21 @@ def params_to_json(est, warn: bool = True) -> str:
     return json.dumps(out)
 
 
-def params_from_json(text: str) -> dict:
-    params = json.loads(text)
+def upgrade_params(params: dict, renamed: dict[str, str] | None) -> dict:
+    """``params`` with every old parameter name in ``renamed`` replaced by its new name."""
+    renamed = renamed or {}
+    return {renamed.get(k, k): v for k, v in params.items()}
+
+
+def params_from_json(text: str, renamed: dict[str, str] | None = None) -> dict:
+    """Inverse of :func:`params_to_json`; old parameter names are mapped through ``renamed``."""
+    params = upgrade_params(json.loads(text), renamed)
     opt = params.get("optimizer")
     if isinstance(opt, dict) and "torch.optim" in opt:
         params["optimizer"] = getattr(torch.optim, opt["torch.optim"])
     for key in ("encoder_kwargs", "decoder_kwargs"):  # JSON turns tuples into lists
-        params[key] = _tuples(params.get(key))
+        if key in params:
+            params[key] = _tuples(params[key])
     return params
 
 
@@ -91,45 +130,22 @@ def _tuples(value):
     return value
 
 
-def _estimator_classes() -> dict[str, type]:
-    import mcgen  # noqa: F401  (import registers every public estimator class)
-    from mcgen.base import MultiComponentVAE
-
-    found, todo = {}, [MultiComponentVAE]
-    while todo:
-        cls = todo.pop()
-        for sub in cls.__subclasses__():
-            if sub.__module__.startswith("mcgen"):
-                found[sub.__name__] = sub
-            todo.append(sub)
-    return found
-
-
-def _fitted_state(est) -> dict:
-    return {
-        "component_shapes": [list(s) for s in est.component_shapes_],
-        "standardize_mean": [None if m is None else torch.from_numpy(np.asarray(m)) for m in est.standardize_mean_],
-        "standardize_scale": [None if s is None else torch.from_numpy(np.asarray(s))
-                              for s in est.standardize_scale_],
-        "seed": int(est._seed_),
-        "state_dict": {k: v.detach().cpu() for k, v in est.net_.module_.state_dict().items()},
-        "history": json.dumps(est.net_.history.to_list(), default=float),
-    }
+def _is_fitted(est) -> bool:
+    try:
+        check_is_fitted(est)
+    except NotFittedError:
+        return False
+    return True
 
 
 def save(est, path: str | os.PathLike) -> None:
     """Save an estimator (fitted or not) to one file: parameters as JSON, weights as a state dict."""
+    fitted = _is_fitted(est)
     payload = {"format_version": FORMAT_VERSION, "kind": "mcgen-estimator", "estimator": type(est).__name__,
-               "mcgen_version": _version(), "params": params_to_json(est), "fitted": hasattr(est, "net_")}
-    if payload["fitted"]:
-        payload.update(_fitted_state(est))
+               "mcgen_version": __version__, "params": params_to_json(est), "fitted": fitted}
+    if fitted:
+        payload.update(est._get_fitted_state())
     _atomic_torch_save(payload, Path(path))
-
-
-def _version() -> str:
-    from mcgen import __version__
-
-    return __version__
 
 
 def _read(path: str | os.PathLike, kind: str) -> dict:
@@ -145,34 +161,9 @@ def _read(path: str | os.PathLike, kind: str) -> dict:
     version = payload.get("format_version")
     if version != FORMAT_VERSION:
         raise PersistenceError(
-            f"{path} has format version {version}, this mcgen ({_version()}) reads version {FORMAT_VERSION}; "
+            f"{path} has format version {version}, this mcgen ({__version__}) reads version {FORMAT_VERSION}; "
             f"it was written by mcgen {payload.get('mcgen_version')}: load it with that version")
     return payload
-
-
-def _restore(est, payload: dict, device: str | None) -> None:
-    """Rebuild the fitted state of ``est`` from a payload written by ``_fitted_state``."""
-    shapes = [tuple(s) for s in payload["component_shapes"]]
-    est.n_components_ = len(shapes)
-    est.component_shapes_ = tuple(shapes)
-    est.standardize_mean_ = [None if m is None else m.numpy() for m in payload["standardize_mean"]]
-    est.standardize_scale_ = [None if s is None else s.numpy() for s in payload["standardize_scale"]]
-    est._seed_ = int(payload["seed"])
-    specs = est._resolve_specs(None, shapes)
-    est.latent_dims_ = [s.latent_dim for s in specs]
-    module = est._build_module(specs)
-    module.load_state_dict(payload["state_dict"])
-    if device is not None:
-        est.device = device
-    elif isinstance(est.device, str) and est.device.startswith("cuda") and not torch.cuda.is_available():
-        warnings.warn(f"the estimator was saved with device={est.device!r} but CUDA is not available; "
-                      "it is loaded on the CPU", UserWarning, stacklevel=3)
-        est.device = "cpu"
-    est.net_ = est._make_net(module, est._seed_)
-    est.net_.initialize()
-    est.net_.history = History(json.loads(payload["history"]))
-    est.net_.module_.eval()
-    est.history_ = est.net_.history
 
 
 def load(path: str | os.PathLike, device: str | None = None):
@@ -184,6 +175,12 @@ def load(path: str | os.PathLike, device: str | None = None):
     device : str, optional
         Where to put the model (default: where it was trained, or the CPU when CUDA is missing).
 
+    Returns
+    -------
+    estimator
+        Of the class the file names, with the saved parameters (renamed ones under their new
+        names) and, when it was saved fitted, its fitted state.
+
     Raises
     ------
     PersistenceError
@@ -191,44 +188,28 @@ def load(path: str | os.PathLike, device: str | None = None):
         would need to run code to load (pickled objects).
     """
     payload = _read(path, "mcgen-estimator")
-    classes = _estimator_classes()
     name = payload["estimator"]
-    if name not in classes:
+    if name not in _ESTIMATOR_CLASSES:
         raise PersistenceError(f"{path} holds a {name!r}, which this mcgen does not provide "
-                               f"(known: {', '.join(sorted(classes))})")
-    est = classes[name](**params_from_json(payload["params"]))
+                               f"(known: {', '.join(sorted(_ESTIMATOR_CLASSES))})")
+    cls = _ESTIMATOR_CLASSES[name]
+    est = cls(**params_from_json(payload["params"], getattr(cls, "_renamed_parameters", None)))
+    if device is not None:
+        est.set_params(device=device)
+    elif str(est.get_params()["device"]).startswith("cuda") and not torch.cuda.is_available():
+        warnings.warn(f"the estimator was saved with device={est.get_params()['device']!r} but CUDA is not "
+                      "available; it is loaded on the CPU", UserWarning, stacklevel=2)
+        est.set_params(device="cpu")
     if payload["fitted"]:
-        _restore(est, payload, device)
+        est._set_fitted_state(payload)
     return est
 
 
-class EpochCheckpoint(Callback):
-    """Saves everything needed to resume after every epoch (atomically, one file).
-
-    Built on skorch's callback protocol; holds the module and optimizer state dicts, the
-    history, and the RNG states, so a resumed fit reproduces an uninterrupted one.
-    """
-
-    def __init__(self, dirname: str, estimator):
-        self.dirname = dirname
-        self.estimator = estimator
-
-    def on_epoch_end(self, net, **kwargs):
-        est = self.estimator
-        payload = {"format_version": FORMAT_VERSION, "kind": "mcgen-checkpoint", "mcgen_version": _version(),
-                   "estimator": type(est).__name__, "params": params_to_json(est, warn=False),
-                   "n_rows": int(est._fit_rows_), "epoch": len(net.history),
-                   "optimizer": net.optimizer_.state_dict(), "torch_rng": torch.get_rng_state(),
-                   "shuffle_rng": net.shuffle_generator.get_state()}
-        if torch.cuda.is_available():
-            payload["cuda_rng"] = torch.cuda.get_rng_state_all()
-        payload.update(_fitted_state(est))
-        _atomic_torch_save(payload, Path(self.dirname) / CHECKPOINT_FILE)
-
-    def __getstate__(self):  # the estimator holds this callback through its net: no cycle in pickles
-        state = dict(self.__dict__)
-        state["estimator"] = None
-        return state
+def write_checkpoint(dirname: str | os.PathLike, payload: dict) -> None:
+    """Write a training checkpoint (``payload`` plus the format header) to
+    ``dirname/checkpoint.pt``, atomically."""
+    full = {"format_version": FORMAT_VERSION, "kind": "mcgen-checkpoint", "mcgen_version": __version__, **payload}
+    _atomic_torch_save(full, Path(dirname) / CHECKPOINT_FILE)
 
 
 def read_checkpoint(dirname: str | os.PathLike) -> dict | None:

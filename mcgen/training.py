@@ -1,21 +1,64 @@
-"""skorch integration: the dataset of component tensors, its batch iterator, and the net that
-trains any model module by the per-row loss its ``forward`` returns."""
+"""Training: the skorch net that trains any model module by its own loss, its data pipeline,
+and the training behaviours as skorch callbacks.
+
+* :class:`ComponentsDataset` / :class:`BatchIterator`: whole batches by indexing tensors.
+* :class:`MultiComponentNet`: a ``NeuralNet`` whose module returns the per-row loss.
+* Callbacks: :class:`DivergenceGuard`, :class:`JitterCounter`, :class:`KLAnnealing`
+  (MVAE), :class:`PriorRefit` (GMRF), :class:`EpochCheckpoint` and :class:`ResumeFromCheckpoint`
+  (interrupted fits).
+* :func:`build_net`: the net an estimator's settings describe; :func:`seeded_rng`.
+
+This module knows nothing of scikit-learn estimators: the estimator passes plain settings and
+callables in.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, EarlyStopping, GradientNormClipping, ProgressBar
+from skorch.dataset import ValidSplit
+from skorch.history import History
 from torch.utils.data import Dataset, Subset
 
+from mcgen.exceptions import TrainingDivergedError
+from mcgen.persistence import write_checkpoint
 
-class TrainingDivergedError(FloatingPointError):
-    """The training loss became NaN or infinite."""
+__all__ = [
+    "OPTIMIZERS",
+    "BatchIterator",
+    "ComponentsDataset",
+    "DivergenceGuard",
+    "EpochCheckpoint",
+    "JitterCounter",
+    "KLAnnealing",
+    "MultiComponentNet",
+    "PriorRefit",
+    "ResumeFromCheckpoint",
+    "TrainingDivergedError",
+    "build_net",
+    "refit_prior",
+    "seeded_rng",
+]
+
+#: Optimizer names accepted by the estimators' ``optimizer`` parameter.
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop,
+}
+#: Rows per chunk when the prior refit passes over the training data.
+REFIT_CHUNK = 4096
 
 
+# ----------------------------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------------------------
 class ComponentsDataset(Dataset):
     """In-memory component tensors; indexing with a batch of row indices returns a whole batch.
 
@@ -70,21 +113,9 @@ class BatchIterator:
             yield self.base[rows[start:start + self.batch_size]]
 
 
-class DivergenceGuard(Callback):
-    """Stops training with a clear error as soon as a batch loss is not finite."""
-
-    def on_batch_end(self, net, batch=None, training=None, loss=None, **kwargs):
-        if loss is not None and not bool(torch.isfinite(loss.detach()).all()):
-            epoch = len(net.history)
-            n_batch = len(net.history[-1, "batches"]) if len(net.history) else 0
-            phase = "training" if training else "validation"
-            raise TrainingDivergedError(
-                f"the {phase} loss became {float(loss.detach())} at epoch {epoch}, batch {n_batch}; "
-                f"try a smaller learning rate (lr={net.lr:g} now), gradient clipping "
-                "(clip_grad_norm=...), or check the data for extreme values"
-            )
-
-
+# ----------------------------------------------------------------------------------------------
+# the net
+# ----------------------------------------------------------------------------------------------
 class MultiComponentNet(NeuralNet):
     """A ``NeuralNet`` whose module returns the per-row loss; ``criterion`` is unused.
 
@@ -111,6 +142,78 @@ class MultiComponentNet(NeuralNet):
         raise TypeError("MultiComponentNet is fed ComponentsDataset objects by the estimator")
 
 
+def resolve_optimizer(optimizer: str | type) -> type:
+    """A torch optimizer class from a name in :data:`OPTIMIZERS` (any case) or a class."""
+    if isinstance(optimizer, str):
+        try:
+            return OPTIMIZERS[optimizer.lower()]
+        except KeyError:
+            raise ValueError(f"unknown optimizer {optimizer!r}; valid: {', '.join(OPTIMIZERS)} or a torch "
+                             "optimizer class") from None
+    return optimizer
+
+
+def build_net(module: torch.nn.Module, *, seed: int, optimizer: str | type = "adam", lr: float = 1e-3,
+              max_epochs: int = 100, batch_size: int = 256, validation_fraction: float | None = None,
+              n_iter_no_change: int = 10, clip_grad_norm: float | None = None,
+              callbacks: Sequence = (), device: str | torch.device | None = "cpu", verbose: int = 0,
+              net_kwargs: dict | None = None, net_class: type[MultiComponentNet] = MultiComponentNet
+              ) -> MultiComponentNet:
+    """The skorch net that trains ``module`` with these settings (not initialised).
+
+    Callbacks, in order: divergence guard, jitter counter, gradient clipping (when
+    ``clip_grad_norm``), early stopping on ``valid_loss`` restoring the best epoch (when
+    ``validation_fraction``), a progress bar (when ``verbose``), then ``callbacks`` (objects or
+    ``(name, callback)`` pairs; unnamed ones are named after their class).
+    """
+    cbs: list[tuple[str, Callback]] = [("divergence_guard", DivergenceGuard()), ("jitter_counter", JitterCounter())]
+    if clip_grad_norm is not None:
+        cbs.append(("grad_clip", GradientNormClipping(gradient_clip_value=clip_grad_norm)))
+    train_split = None
+    if validation_fraction is not None:
+        cbs.append(("early_stopping", EarlyStopping(monitor="valid_loss", patience=n_iter_no_change,
+                                                    load_best=True)))
+        train_split = ValidSplit(float(validation_fraction), random_state=seed % (2**31 - 1))
+    if verbose:
+        cbs.append(("progress", ProgressBar()))
+    for k, cb in enumerate(callbacks):
+        cbs.append(cb if isinstance(cb, tuple) else (f"user_{k}_{type(cb).__name__}", cb))
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    return net_class(module, optimizer=resolve_optimizer(optimizer), lr=lr, max_epochs=max_epochs,
+                     batch_size=batch_size, train_split=train_split, callbacks=cbs, device=device,
+                     verbose=int(bool(verbose)), shuffle_generator=gen, **(net_kwargs or {}))
+
+
+@contextlib.contextmanager
+def seeded_rng(seed: int, device: str | torch.device | None = None) -> Iterator[None]:
+    """Run with torch's global RNG seeded; the caller's RNG state is restored afterwards."""
+    devices = []
+    if torch.cuda.is_available() and str(device).startswith("cuda"):
+        devices = [torch.device(device).index or 0]
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+# ----------------------------------------------------------------------------------------------
+# callbacks
+# ----------------------------------------------------------------------------------------------
+class DivergenceGuard(Callback):
+    """Stops training with a clear error as soon as a batch loss is not finite."""
+
+    def on_batch_end(self, net, batch=None, training=None, loss=None, **kwargs):
+        if loss is not None and not bool(torch.isfinite(loss.detach()).all()):
+            epoch = len(net.history)
+            n_batch = len(net.history[-1, "batches"]) if len(net.history) else 0
+            phase = "training" if training else "validation"
+            raise TrainingDivergedError(
+                f"the {phase} loss became {float(loss.detach())} at epoch {epoch}, batch {n_batch}; "
+                f"try a smaller learning rate (lr={net.lr:g} now), gradient clipping "
+                "(clip_grad_norm=...), or check the data for extreme values"
+            )
+
+
 class JitterCounter(Callback):
     """Records, per epoch, how many posterior Cholesky factorisations needed jitter
     (history key ``"cholesky_jitter"``), for modules that count them in ``n_jitter``."""
@@ -124,3 +227,118 @@ class JitterCounter(Callback):
         if counter is not None and self.start_ is not None:
             net.history.record("cholesky_jitter", int(counter) - self.start_)
 
+
+class KLAnnealing(Callback):
+    """MVAE's KL annealing: the KL weight rises linearly per batch over the first
+    ``epochs`` epochs, ``beta_t = beta (i + (e - 1) N + 1) / (A N)`` for epoch ``e < A``
+    (1-based, batch ``i``, ``N`` batches per epoch), then ``beta``.
+
+    Sets ``net.module_.kl_weight`` (the factor the module multiplies its ``beta`` by).
+    """
+
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+
+    def on_epoch_begin(self, net, dataset_train=None, **kwargs):
+        self.batch_ = 0
+        bs = net.batch_size if net.batch_size > 0 else len(dataset_train)
+        self.n_batches_ = max(1, math.ceil(len(dataset_train) / bs))
+
+    def on_batch_begin(self, net, batch=None, training=None, **kwargs):
+        if not training:
+            return
+        e, N, A = len(net.history), self.n_batches_, self.epochs
+        net.module_.kl_weight = min(1.0, (self.batch_ + (e - 1) * N + 1) / (A * N)) if e < A else 1.0
+
+    def on_batch_end(self, net, batch=None, training=None, **kwargs):
+        if training:
+            self.batch_ += 1
+
+
+def refit_prior(module: torch.nn.Module, dataset: ComponentsDataset) -> None:
+    """Refit a GMRF module's prior to the aggregate posterior over ``dataset`` in closed form
+    (the moment match for one prior component, EM for a mixture), in eval mode, without
+    gradients; the module's train/eval mode is restored."""
+    dev = next(module.parameters()).device
+    n = len(dataset)
+
+    def posteriors():
+        for s in range(0, n, REFIT_CHUNK):
+            xs, _ = dataset[torch.arange(s, min(n, s + REFIT_CHUNK))]
+            yield module.posterior([x.to(dev) for x in xs])
+
+    was = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            D = module.latent_size
+            # EM passes over the posteriors many times: keep them when they fit in ~256 MB.
+            if module.n_prior_components > 1 and n * D * (D + 1) <= 2**26:
+                cached = list(posteriors())
+                module.refit_prior(lambda: cached)
+            else:
+                module.refit_prior(posteriors)
+    finally:
+        module.train(was)
+
+
+class PriorRefit(Callback):
+    """At the end of every training run, refit the module's prior to the aggregate posterior
+    of the training data (:func:`refit_prior`).  Runs after the callbacks before it (early
+    stopping has restored the best epoch by then)."""
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        dataset, _ = _resolve(X)
+        refit_prior(net.module_, dataset)
+
+
+class EpochCheckpoint(Callback):
+    """After every epoch, write everything needed to resume to ``dirname/checkpoint.pt``
+    (atomically): ``describe(net)`` (the estimator's parameters and fitted state) plus the
+    epoch, the optimizer state and the RNG states, so a resumed fit reproduces an uninterrupted
+    one.
+
+    Parameters
+    ----------
+    dirname : str
+    describe : callable ``net -> dict``
+        The estimator-side part of the checkpoint.
+    """
+
+    def __init__(self, dirname: str, describe: Callable[[NeuralNet], dict]):
+        self.dirname = dirname
+        self.describe = describe
+
+    def on_epoch_end(self, net, **kwargs):
+        payload = dict(self.describe(net))
+        payload.update(epoch=len(net.history), optimizer=net.optimizer_.state_dict(),
+                       torch_rng=torch.get_rng_state(), shuffle_rng=net.shuffle_generator.get_state())
+        if torch.cuda.is_available():
+            payload["cuda_rng"] = torch.cuda.get_rng_state_all()
+        write_checkpoint(self.dirname, payload)
+
+    def __getstate__(self):  # the describing closure holds the estimator: not part of a pickle
+        state = dict(self.__dict__)
+        state["describe"] = None
+        return state
+
+
+class ResumeFromCheckpoint(Callback):
+    """At the start of training, restore the module, optimizer, history and RNG states from a
+    checkpoint written by :class:`EpochCheckpoint` (once; the checkpoint is then dropped)."""
+
+    def __init__(self, checkpoint: dict[str, Any]):
+        self.checkpoint = checkpoint
+
+    def on_train_begin(self, net, **kwargs):
+        ck = self.checkpoint
+        if ck is None:
+            return
+        net.module_.load_state_dict(ck["state_dict"])
+        net.optimizer_.load_state_dict(ck["optimizer"])
+        net.history = History(json.loads(ck["history"]))
+        torch.set_rng_state(ck["torch_rng"])
+        if "cuda_rng" in ck and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ck["cuda_rng"])
+        net.shuffle_generator.set_state(ck["shuffle_rng"])
+        self.checkpoint = None

@@ -18,6 +18,7 @@ from mcgen.models.mmvae import MMVAEModule, sample_mixture
 from mcgen.models.mmvaeplus import MMVAEPlusModule
 from mcgen.models.mopoe import MoPoEModule
 from mcgen.models.mvae import MVAEModule
+from mcgen.plugins import get_architecture
 
 # Tiny networks: one thread avoids oversubscription on a shared CPU.
 torch.set_num_threads(1)
@@ -26,8 +27,9 @@ TINY = {"hidden": (8,)}
 
 
 def specs(M=3, D=2, shape=(2,), likelihood="gaussian"):
-    return [ComponentSpec(shape=shape, latent_dim=D, encoder="mlp", decoder="mlp", encoder_kwargs=TINY,
-                          decoder_kwargs=TINY, likelihood=likelihood) for _ in range(M)]
+    mlp = get_architecture("mlp")
+    return [ComponentSpec(shape=shape, latent_dim=D, encoder=mlp.encoder_factory, decoder=mlp.decoder_factory,
+                          encoder_kwargs=TINY, decoder_kwargs=TINY, likelihood=likelihood) for _ in range(M)]
 
 
 def batch(M=3, B=5, seed=0):
@@ -134,15 +136,15 @@ def test_mixture_of_unimodal_posteriors_sampling_proportions():
 
 def test_mvae_random_subsets_sizes_uniform_and_distinct():
     torch.manual_seed(0)
-    mod = MVAEModule(specs(4), n_subsets=1)
+    mod = MVAEModule(specs(4), n_random_subsets=1)
     sizes = [len(mod.random_subsets()[0]) for _ in range(2000)]
     n2 = sizes.count(2)
     assert set(sizes) == {2, 3}
     assert abs(n2 / 2000 - 0.5) < 4 * math.sqrt(0.25 / 2000)
-    mod.n_subsets = 10  # more than the 6 + 4 available: every subset of size 2..3 exactly once
+    mod.n_random_subsets = 10  # more than the 6 + 4 available: every subset of size 2..3 exactly once
     drawn = mod.random_subsets()
     assert len(drawn) == 10 and len(set(drawn)) == 10
-    assert MVAEModule(specs(2), n_subsets=3).random_subsets() == []
+    assert MVAEModule(specs(2), n_random_subsets=3).random_subsets() == []
 
 
 # ----------------------------------------------------------------------------------------------
@@ -155,7 +157,7 @@ def _manual_loss_terms(mod, xs, z, comps):
 def test_mvae_loss_is_sum_of_subset_elbos():
     torch.manual_seed(0)
     M = 3
-    mod = MVAEModule(specs(M), beta=0.7, n_subsets=1).double()
+    mod = MVAEModule(specs(M), beta=0.7, n_random_subsets=1).double()
     mod.llik_scales = torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)
     xs = batch(M)
     torch.manual_seed(5)
@@ -292,7 +294,7 @@ def test_dreg_pooled_rejects_reparameterised_cross_terms():
 
 
 # ----------------------------------------------------------------------------------------------
-# Likelihoods and llik_scaling
+# Likelihoods and llik_scale
 # ----------------------------------------------------------------------------------------------
 def test_likelihoods_match_scipy():
     g = torch.Generator().manual_seed(0)
@@ -315,12 +317,12 @@ def test_likelihoods_match_scipy():
 
 
 @pytest.mark.parametrize("name", ["mvae", "mmvae", "mopoe", "mmvaeplus"])
-def test_llik_scaling_and_likelihood_reach_the_module(name):
+def test_llik_scale_and_likelihood_reach_the_module(name):
     from tests._factories import FACTORIES
 
     X, _ = mcgen.load_dataset("copula", n_samples=64)
     lik = ["gaussian", {"name": "laplace", "scale": 0.75, "learn_scale": False}, "laplace", "bernoulli"]
-    est = FACTORIES[name](max_epochs=1, likelihood=lik, llik_scaling=[1.0, 2.0, 0.5, 3.0]).fit(X)
+    est = FACTORIES[name](max_epochs=1, likelihood=lik, llik_scale=[1.0, 2.0, 0.5, 3.0]).fit(X)
     mod = est.module_
     assert [type(lk).__name__ for lk in mod.likelihoods] == ["GaussianLikelihood", "LaplaceLikelihood",
                                                            "LaplaceLikelihood", "BernoulliLikelihood"]

@@ -20,6 +20,7 @@ from mcgen.models._multimodal import positive_scale
 from mcgen.models.base import ComponentSpec
 from mcgen.models.mmvae import MMVAEModule
 from mcgen.models.mmvaeplus import MMVAEPlusModule
+from mcgen.plugins import get_architecture
 
 torch.set_num_threads(1)
 
@@ -36,7 +37,8 @@ FEATURES = 6
 
 def _specs(M, D):
     lik = {"name": "gaussian", "scale": 1.0, "learn_scale": False}
-    return [ComponentSpec(shape=(FEATURES,), latent_dim=D, encoder="mlp", decoder="mlp",
+    mlp = get_architecture("mlp")
+    return [ComponentSpec(shape=(FEATURES,), latent_dim=D, encoder=mlp.encoder_factory, decoder=mlp.decoder_factory,
                           encoder_kwargs={"hidden": (4,)}, decoder_kwargs={"hidden": (6,)},
                           likelihood=lik) for _ in range(M)]
 

@@ -220,8 +220,8 @@ def test_divergence_stops_with_clear_error(copula):
         est.fit(bad)
 
 
-def test_valid_fraction_early_stopping(copula):
-    est = gmrf(max_epochs=50, valid_fraction=0.3, patience=2, lr=0.05).fit(copula)
+def test_validation_fraction_early_stopping(copula):
+    est = gmrf(max_epochs=50, validation_fraction=0.3, n_iter_no_change=2, lr=0.05).fit(copula)
     assert "valid_loss" in est.history_[-1]
     assert len(est.history_) < 50
 
@@ -265,6 +265,6 @@ def test_device_parameter(copula):
 def test_verbose_prints_an_epoch_table_and_quiet_prints_nothing(copula, capsys):
     gmrf(max_epochs=2).fit(copula)
     assert capsys.readouterr().out == ""
-    gmrf(max_epochs=2, verbose=1, valid_fraction=0.2).fit(copula)
+    gmrf(max_epochs=2, verbose=1, validation_fraction=0.2).fit(copula)
     out = capsys.readouterr().out
     assert "train_loss" in out and "valid_loss" in out and out.count("\n") >= 4

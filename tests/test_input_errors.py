@@ -46,17 +46,20 @@ def test_fit_errors(X):
 
 
 @pytest.mark.parametrize("params,match", [
-    ({"latent_dim": 0}, "latent_dim for component 0 must be a positive integer"),
+    ({"latent_dim": 0}, "The 'latent_dim' parameter of GMRFMultiComponentVAE must be an int in the range "
+                        r"\[1, inf\)"),
+    ({"latent_dim": [2, 0, 2, 2]}, "latent_dim for component 1 must be a positive integer"),
     ({"latent_dim": [2, 2]}, "latent_dim has 2 entries but there are 4 components"),
     ({"encoder": "nope"}, "unknown architecture 'nope'; registered architectures: .*mlp"),
     ({"likelihood": ["gaussian", "poisson", "gaussian", "gaussian"]}, "unknown likelihood 'poisson' for component 1"),
     ({"likelihood": "bernoulli"}, None),  # valid on data in [0,1] (the copula is)
-    ({"max_epochs": 0}, "max_epochs must be a positive integer"),
-    ({"lr": -1.0}, "lr must be a positive number"),
-    ({"covariance": "full"}, "covariance must be 'elementwise' or 'blockwise'"),
-    ({"epsilon": 1.5}, r"epsilon must be in \(0, 1\)"),
-    ({"valid_fraction": 1.5}, r"valid_fraction must be in \(0, 1\)"),
-    ({"optimizer": "adamax2"}, "unknown optimizer 'adamax2'"),
+    ({"max_epochs": 0}, r"'max_epochs' parameter of GMRFMultiComponentVAE must be an int in the range \[1, inf\)"),
+    ({"lr": -1.0}, r"'lr' parameter of GMRFMultiComponentVAE must be a float in the range \(0.0, inf\)"),
+    ({"covariance": "full"}, "'covariance' parameter of GMRFMultiComponentVAE must be a str among"),
+    ({"epsilon": 1.5}, r"'epsilon' parameter of GMRFMultiComponentVAE must be a float in the range \(0.0, 1.0\)"),
+    ({"validation_fraction": 1.5}, r"'validation_fraction' parameter of GMRFMultiComponentVAE must be a float in "
+                                   r"the range \(0.0, 1.0\)"),
+    ({"optimizer": "adamax2"}, "'optimizer' parameter of GMRFMultiComponentVAE must be a str among"),
 ])
 def test_parameter_errors(params, match, X):
     est = gmrf(max_epochs=1).set_params(**params) if "max_epochs" not in params else gmrf(**params)

@@ -21,6 +21,7 @@ from mcgen.models.base import ComponentSpec
 from mcgen.models.gmrf import GMRFModule
 from mcgen.models.mmvae import MMVAEModule
 from mcgen.models.mmvaeplus import MMVAEPlusModule
+from mcgen.plugins import get_architecture
 
 torch.set_num_threads(1)
 
@@ -103,8 +104,9 @@ def _mean_and_se(values: torch.Tensor, B: int) -> tuple[torch.Tensor, torch.Tens
 # ----------------------------------------------------------------------------------------------
 def _specs(M, D, F):
     lik = {"name": "gaussian", "scale": 0.7, "learn_scale": False}
-    return [ComponentSpec(shape=(F,), latent_dim=D, encoder_kwargs=SMALL, decoder_kwargs=LINEAR, likelihood=lik)
-            for _ in range(M)]
+    mlp = get_architecture("mlp")
+    return [ComponentSpec(shape=(F,), latent_dim=D, encoder=mlp.encoder_factory, decoder=mlp.decoder_factory,
+                          encoder_kwargs=SMALL, decoder_kwargs=LINEAR, likelihood=lik) for _ in range(M)]
 
 
 def _module(name, M=2, D=2, F=3):
@@ -184,7 +186,9 @@ def test_mmvaeplus_score_stays_below_log_likelihood_with_narrow_auxiliary_priors
     (``KL(r_d || p(w)) - KL(r_d || p(w | x))``); the bound stays 0.66 nats below."""
     torch.manual_seed(0)
     M, Dz, Dw = 2, 2, 2
-    specs = [ComponentSpec(shape=(3,), latent_dim=Dz, encoder_kwargs=SMALL, decoder_kwargs=LINEAR,
+    mlp = get_architecture("mlp")
+    specs = [ComponentSpec(shape=(3,), latent_dim=Dz, encoder=mlp.encoder_factory, decoder=mlp.decoder_factory,
+                           encoder_kwargs=SMALL, decoder_kwargs=LINEAR,
                            likelihood={"name": "gaussian", "scale": 1.0, "learn_scale": False}) for _ in range(M)]
     mod = MMVAEPlusModule(specs, private_dim=Dw, posterior="gaussian").double().eval()
     a, c = 1.5, 10.0

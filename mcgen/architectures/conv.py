@@ -119,6 +119,11 @@ class ConvDecoder(nn.Module):
 
 @hookimpl
 def mcgen_register_architectures(register):
-    register("conv", ConvEncoder, ConvDecoder, kinds=("image",),
+    register("conv", ConvEncoder, ConvDecoder, kinds=("image",), priority=10, supports=_halvable_three_times,
              description="small fast strided-conv net (4x4 stride-2 convs, 32-64-128, 256 features)")
+
+
+def _halvable_three_times(shape: tuple[int, ...]) -> bool:
+    """What ``encoder="auto"`` may give conv: images of at least 8 x 8 (three halvings)."""
+    return len(shape) == 3 and min(shape[1:]) >= 8
 

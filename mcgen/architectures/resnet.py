@@ -181,5 +181,10 @@ class ResNetDecoder(nn.Module):
 
 @hookimpl
 def mcgen_register_architectures(register):
-    register("resnet", ResNetEncoder, ResNetDecoder, kinds=("image",),
+    register("resnet", ResNetEncoder, ResNetDecoder, kinds=("image",), priority=20, supports=_papers_image_size,
              description="the paper's ResNet (LeakyReLU 0.2, avg-pool down, upsample up; nf, nf_max, s0)")
+
+
+def _papers_image_size(shape: tuple[int, ...]) -> bool:
+    """What ``encoder="auto"`` may give resnet: the paper's image sizes, 28 x 28, 32 x 32 and 64 x 64."""
+    return len(shape) == 3 and tuple(shape[1:]) in ((28, 28), (32, 32), (64, 64))

@@ -19,13 +19,11 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from mcgen.exceptions import ChecksumError
+
 DATA_ENV = "MCGEN_DATA"
 DEFAULT_DATA_HOME = Path("~") / ".mcgen_data"
 _CHUNK = 1 << 20
-
-
-class ChecksumError(ValueError):
-    """A file's SHA-256 digest is not the expected one."""
 
 
 def get_data_home(data_home: str | os.PathLike | None = None) -> Path:

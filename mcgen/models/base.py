@@ -1,7 +1,13 @@
-"""The contract every model module fulfils, and the per-component building blocks."""
+"""The contract every model module fulfils, and the per-component building blocks.
+
+Models receive their networks: a :class:`ComponentSpec` carries the encoder and decoder
+*factories* (resolved from the architecture registry by the estimator), so nothing here looks
+anything up by name.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,35 +15,55 @@ import torch
 from torch import Tensor, nn
 
 from mcgen.likelihoods import make_likelihood
-from mcgen.plugins import get_architecture
 
 
 @dataclass
 class ComponentSpec:
-    """What a model needs to know about one component."""
+    """What a model needs to know about one component.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        The component's sample shape.
+    latent_dim : int
+    encoder : callable
+        ``encoder(input_shape, **encoder_kwargs) -> nn.Module`` mapping ``(B, *shape)`` to
+        ``(B, out_features)``, with an integer attribute ``out_features``.
+    decoder : callable
+        ``decoder(latent_dim, output_shape, **decoder_kwargs) -> nn.Module`` mapping
+        ``(B, latent_dim)`` to the likelihood's location ``(B, *shape)``.
+    encoder_kwargs, decoder_kwargs : dict
+    likelihood : str, dict or Likelihood
+        As :func:`mcgen.likelihoods.make_likelihood` reads it (an instance is copied).
+    llik_scale : float
+        Weight of the component's log-likelihood in the training loss.
+    """
 
     shape: tuple[int, ...]
     latent_dim: int
-    encoder: str = "mlp"
-    decoder: str = "mlp"
+    encoder: Callable[..., nn.Module]
+    decoder: Callable[..., nn.Module]
     encoder_kwargs: dict[str, Any] = field(default_factory=dict)
     decoder_kwargs: dict[str, Any] = field(default_factory=dict)
     likelihood: Any = "gaussian"
     llik_scale: float = 1.0
 
 
+def _factory_name(factory: Callable) -> str:
+    return getattr(factory, "__qualname__", None) or type(factory).__name__
+
+
 def build_encoder(spec: ComponentSpec) -> nn.Module:
-    arch = get_architecture(spec.encoder)
-    enc = arch.encoder_factory(spec.shape, **spec.encoder_kwargs)
+    """The spec's encoder, checked for the ``out_features`` contract."""
+    enc = spec.encoder(spec.shape, **spec.encoder_kwargs)
     if not isinstance(getattr(enc, "out_features", None), int):
-        raise TypeError(f"encoder {spec.encoder!r} must expose an integer attribute `out_features`")
+        raise TypeError(f"encoder {_factory_name(spec.encoder)!r} must expose an integer attribute `out_features`")
     return enc
 
 
 def build_decoder(spec: ComponentSpec, latent_dim: int | None = None) -> nn.Module:
-    arch = get_architecture(spec.decoder)
-    return arch.decoder_factory(spec.latent_dim if latent_dim is None else latent_dim, spec.shape,
-                                **spec.decoder_kwargs)
+    """The spec's decoder reading latents of width ``latent_dim`` (default: the spec's)."""
+    return spec.decoder(spec.latent_dim if latent_dim is None else latent_dim, spec.shape, **spec.decoder_kwargs)
 
 
 class MultiComponentModule(nn.Module):

@@ -3,7 +3,7 @@
 The joint posterior of an observed subset S is the product of the N(0, I) prior expert and the
 Gaussian experts ``q_m(z | x_m)`` of S.  Training uses the paper's sub-sampled objective:
 
-    loss = L(all) + sum_m L({m}) + sum_{j=1..n_subsets} L(S_j),
+    loss = L(all) + sum_m L({m}) + sum_{j=1..n_random_subsets} L(S_j),
     L(S) = sum_{m in S} llik_scale_m * (-log p(x_m | z_S)) + beta_t * KL(q_S || N(0, I)),  z_S ~ q_S,
 
 with the random subsets S_j drawn per batch from the subsets of size 2..M-1 (a size uniformly
@@ -32,15 +32,15 @@ class MVAEModule(SharedLatentModule):
         All with the same ``latent_dim`` (the shared latent size).
     beta : float
         Weight of every KL term.
-    n_subsets : int
+    n_random_subsets : int
         Random subsets of size 2..M-1 added to the objective per batch (``k`` of the paper).
     """
 
-    def __init__(self, specs: list[ComponentSpec], beta: float = 1.0, n_subsets: int = 1):
+    def __init__(self, specs: list[ComponentSpec], beta: float = 1.0, n_random_subsets: int = 1):
         D = shared_latent_size(specs, "MVAE")
         super().__init__(specs, D)
         self.beta = float(beta)
-        self.n_subsets = int(n_subsets)
+        self.n_random_subsets = int(n_random_subsets)
         #: Annealing factor of the KL weight (1 = no annealing); set by the estimator's callback.
         self.kl_weight = 1.0
 
@@ -62,12 +62,12 @@ class MVAEModule(SharedLatentModule):
         return product_of_experts(mus, logvars)
 
     def random_subsets(self) -> list[tuple[int, ...]]:
-        """``n_subsets`` distinct subsets of size 2..M-1 drawn with torch's global RNG."""
+        """``n_random_subsets`` distinct subsets of size 2..M-1 drawn with torch's global RNG."""
         M = self.n_components
         counts = {s: math.comb(M, s) for s in range(2, M)}
         drawn: set[tuple[int, ...]] = set()
         out: list[tuple[int, ...]] = []
-        while len(out) < self.n_subsets and counts:
+        while len(out) < self.n_random_subsets and counts:
             sizes = sorted(counts)
             size = sizes[int(torch.randint(len(sizes), ()))]
             while True:

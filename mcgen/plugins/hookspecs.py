@@ -20,7 +20,7 @@ def mcgen_register_architectures(register):
     """Register component encoders/decoders.
 
     Call ``register(name, encoder_factory, decoder_factory, *, kinds=("vector",),
-    description="")`` once per architecture.
+    description="", priority=0, supports=None)`` once per architecture.
 
     ``encoder_factory(input_shape, **kwargs)`` returns an ``nn.Module`` that maps a batch of
     one component ``(B, *input_shape)`` to a feature tensor ``(B, F)`` and exposes the
@@ -28,6 +28,12 @@ def mcgen_register_architectures(register):
     **kwargs)`` returns an ``nn.Module`` that maps ``(B, latent_dim)`` to the likelihood's
     location parameter of shape ``(B, *output_shape)``.  Models add their own distribution
     heads, so any architecture works with any model.
+
+    ``kinds`` names the components it is meant for: ``"vector"`` ``(F,)``, ``"sequence"``
+    ``(C, T)``, ``"image"`` ``(C, H, W)``.  ``encoder="auto"`` picks, among the architectures
+    declaring a component's kind whose ``supports(shape)`` is true (when given), the one with
+    the highest ``priority`` (the first registered on a tie; mcgen's ``resnet`` has 20,
+    ``conv`` 10, ``mlp`` 0).
     """
 
 

@@ -2,7 +2,9 @@
 
 Built-in plugins are loaded by dotted module name (as pytest loads its default plugins),
 third-party plugins from the ``"mcgen"`` entry-point group.  No core module imports the
-built-in architectures or datasets directly: everything is looked up here.
+built-in architectures or datasets directly: everything is looked up here.  The registries
+answer questions by name (which architecture suits a component's shape, which metrics exist);
+only the estimator layer turns a name into a factory for the models.
 
 The manager is a :class:`pluggy.PluginManager` that turns pluggy's generic validation errors
 into messages that say what mcgen expects (the hook signature, the distribution a broken
@@ -20,6 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
+
+from mcgen._version import __version__
+from mcgen.exceptions import PluginClashError, PluginLoadError, PluginSignatureError
 
 from . import hookspecs
 
@@ -44,27 +49,14 @@ DISABLE_AUTOLOAD_ENV = "MCGEN_DISABLE_PLUGIN_AUTOLOAD"
 #: The hooks and the signature of the ``register`` callback each one receives.
 HOOK_SIGNATURES: dict[str, str] = {
     "mcgen_register_architectures": "register(name, encoder_factory, decoder_factory, *, kinds=('vector',), "
-                                    "description='')",
+                                    "description='', priority=0, supports=None)",
     "mcgen_register_datasets": "register(name, loader, *, description='')",
     "mcgen_register_metrics": "register(name, function, *, greater_is_better=False, description='')",
 }
 
 
-class PluginError(Exception):
-    """Base class of the errors raised for a broken or conflicting plugin."""
-
-
-class PluginClashError(PluginError, ValueError):
-    """Two plugins registered the same name in the same registry."""
-
-
-class PluginSignatureError(PluginError, TypeError):
-    """A plugin implements a hook with the wrong signature, an unknown hook, or calls
-    ``register`` wrongly."""
-
-
-class PluginLoadError(PluginError, ImportError):
-    """An entry point of the ``"mcgen"`` group could not be imported."""
+#: The kinds of component the ``"auto"`` architecture choice tells apart, by number of sample axes.
+COMPONENT_KINDS: dict[int, str] = {1: "vector", 2: "sequence", 3: "image"}
 
 
 @dataclass(frozen=True)
@@ -229,8 +221,6 @@ class MCGenPluginManager(pluggy.PluginManager):
                 return dist.metadata["Name"], dist.version
         name = self.get_name(plugin) or ""
         if name in BUILTIN_PLUGINS:
-            from mcgen import __version__
-
             return "mcgen", __version__
         return None, None
 
@@ -286,22 +276,39 @@ class Architecture:
     ``encoder_factory(input_shape, **kwargs)`` builds a module mapping ``(B, *input_shape)`` to
     ``(B, out_features)``; ``decoder_factory(latent_dim, output_shape, **kwargs)`` one mapping
     ``(B, latent_dim)`` to ``(B, *output_shape)``.  ``kinds`` says which components it is meant
-    for (``"vector"``, ``"image"``, ``"sequence"``, ...).
+    for (``"vector"``, ``"image"``, ``"sequence"``, ...): ``encoder="auto"`` picks, among the
+    architectures declaring a component's kind whose ``supports(shape)`` (when given) is true,
+    the one with the highest ``priority`` (the first registered on a tie).
     """
 
     encoder_factory: Callable
     decoder_factory: Callable
     kinds: tuple[str, ...] = ("vector",)
     description: str = ""
+    priority: int = 0
+    supports: Callable[[tuple[int, ...]], bool] | None = None
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric function ``function(generated, reference, **kwargs)`` and its direction."""
+
+    function: Callable
+    greater_is_better: bool = False
+    description: str = ""
 
 
 def _arch(encoder_factory: Callable, decoder_factory: Callable, *, kinds=("vector",),
-          description: str = "") -> Architecture:
+          description: str = "", priority: int = 0, supports: Callable | None = None) -> Architecture:
     if not callable(encoder_factory) or not callable(decoder_factory):
         raise TypeError("encoder_factory and decoder_factory must be callables")
     if isinstance(kinds, str) or not all(isinstance(k, str) for k in kinds):
         raise TypeError(f"kinds must be a tuple of strings, got {kinds!r}")
-    return Architecture(encoder_factory, decoder_factory, tuple(kinds), str(description))
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise TypeError(f"priority must be an integer, got {priority!r}")
+    if supports is not None and not callable(supports):
+        raise TypeError(f"supports must be a callable shape -> bool, got {supports!r}")
+    return Architecture(encoder_factory, decoder_factory, tuple(kinds), str(description), priority, supports)
 
 
 def _dataset(loader: Callable, *, description: str = "") -> Callable:
@@ -310,10 +317,10 @@ def _dataset(loader: Callable, *, description: str = "") -> Callable:
     return loader
 
 
-def _metric(function: Callable, *, greater_is_better: bool = False, description: str = "") -> Callable:
+def _metric(function: Callable, *, greater_is_better: bool = False, description: str = "") -> Metric:
     if not callable(function):
         raise TypeError(f"the metric must be callable, got {type(function).__name__}")
-    return function
+    return Metric(function, bool(greater_is_better), str(description))
 
 
 def collect_registries(pm: pluggy.PluginManager) -> Registries:
@@ -460,8 +467,57 @@ def get_architecture(name: str) -> Architecture:
     return _lookup(get_registries().architectures, "architecture", name).obj
 
 
+def component_kind(shape: tuple[int, ...]) -> str:
+    """The kind of a component with this sample shape: ``"vector"`` ``(F,)``, ``"sequence"``
+    ``(C, T)``, ``"image"`` ``(C, H, W)``; anything else is read as a (flattened) vector."""
+    return COMPONENT_KINDS.get(len(shape), "vector")
+
+
+def auto_architecture(shape: tuple[int, ...], architectures: dict[str, RegistryEntry] | None = None) -> str:
+    """The name ``encoder="auto"`` / ``decoder="auto"`` resolves to for a component of ``shape``.
+
+    Among the registered architectures declaring the component's kind (:func:`component_kind`)
+    whose ``supports(shape)`` holds (when they give one), the highest ``priority`` wins, the
+    first registered on a tie.  When none declares that kind, the vector architectures are
+    asked (they flatten any shape).  So a plugin architecture is the automatic choice for the
+    kinds it declares when it ranks highest.
+
+    Parameters
+    ----------
+    shape : tuple of int
+    architectures : dict, optional
+        A registry (default: the process-wide one).
+
+    Raises
+    ------
+    ValueError
+        When no registered architecture suits the shape.
+    """
+    table = get_registries().architectures if architectures is None else architectures
+    shape = tuple(int(s) for s in shape)
+    kind = component_kind(shape)
+    for wanted in dict.fromkeys((kind, "vector")):
+        ranked = [(-e.obj.priority, k, name) for k, (name, e) in enumerate(table.items())
+                  if wanted in e.obj.kinds and (e.obj.supports is None or e.obj.supports(shape))]
+        if ranked:
+            return min(ranked)[2]
+    raise ValueError(f"no registered architecture suits {kind} components of shape {shape}; registered "
+                     f"architectures: {', '.join(sorted(table)) or '(none)'}; name one with encoder=/decoder=")
+
+
 def get_metric(name: str) -> Callable:
     """Look up a registered metric function by name.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (the message lists the registered ones).
+    """
+    return get_metric_info(name).function
+
+
+def get_metric_info(name: str) -> Metric:
+    """Look up a registered metric (its function, direction and description) by name.
 
     Raises
     ------

@@ -1,0 +1,113 @@
+"""Per-feature standardisation of the components whose likelihood is a location-scale family.
+
+The estimators train every gaussian/laplace component centred and scaled by its training
+statistics and map every output back, so that one set of defaults works for data of any units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+#: Features whose standard deviation is below this fraction of their magnitude are not scaled.
+_CONSTANT_FEATURE_TOL = 1e-12
+
+
+class Standardizer:
+    """Centre and scale chosen components feature by feature, and undo it.
+
+    Parameters
+    ----------
+    mean, scale : list of (ndarray or None)
+        Per component: the float32 mean and standard deviation of every feature (arrays of the
+        component's sample shape), or ``None`` for a component left as it is.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = Standardizer.fit([np.array([[0.0], [2.0]]), np.array([[5.0], [7.0]])], [True, False])
+    >>> s.transform(np.array([[2.0]]), 0), s.transform(np.array([[2.0]]), 1)
+    (array([[1.]], dtype=float32), array([[2.]], dtype=float32))
+    """
+
+    def __init__(self, mean: Sequence[np.ndarray | None], scale: Sequence[np.ndarray | None]):
+        if len(mean) != len(scale):
+            raise ValueError(f"mean has {len(mean)} entries but scale has {len(scale)}")
+        for i, (m, s) in enumerate(zip(mean, scale)):
+            if (m is None) != (s is None):
+                raise ValueError(f"component {i}: mean and scale must both be arrays or both None")
+        self.mean = [None if m is None else np.asarray(m, dtype=np.float32) for m in mean]
+        self.scale = [None if s is None else np.asarray(s, dtype=np.float32) for s in scale]
+
+    @classmethod
+    def fit(cls, arrays: Sequence[np.ndarray], which: Sequence[bool]) -> Standardizer:
+        """Statistics of the components flagged in ``which`` (float64 sums, float32 results).
+
+        A feature that is constant (standard deviation below ``1e-12`` times its magnitude) is
+        centred but not scaled.
+        """
+        mean: list[np.ndarray | None] = []
+        scale: list[np.ndarray | None] = []
+        for a, on in zip(arrays, which):
+            if not on:
+                mean.append(None)
+                scale.append(None)
+                continue
+            x = np.asarray(a).astype(np.float64, copy=False)
+            m = x.mean(0)
+            s = x.std(0)
+            s = np.where(s > _CONSTANT_FEATURE_TOL * np.maximum(1.0, np.abs(m)), s, 1.0)
+            mean.append(m.astype(np.float32))
+            scale.append(s.astype(np.float32))
+        return cls(mean, scale)
+
+    @property
+    def n_components(self) -> int:
+        return len(self.mean)
+
+    def transform(self, a: np.ndarray, i: int) -> np.ndarray:
+        """Component ``i`` as a new float32 array in the standardised space.
+
+        Always copies: the caller's array (possibly read-only or memory-mapped) is never touched.
+        """
+        x = np.array(a, dtype=np.float32, copy=True)
+        if self.mean[i] is not None:
+            x -= self.mean[i]
+            x /= self.scale[i]
+        return x
+
+    def inverse_transform(self, x: np.ndarray, i: int) -> np.ndarray:
+        """Map component ``i`` from the standardised space back to the data's units."""
+        x = np.asarray(x, dtype=np.float32)
+        if self.mean[i] is not None:
+            x = x * self.scale[i] + self.mean[i]
+        return x
+
+    def to_tensor(self, a: np.ndarray, i: int, device=None) -> torch.Tensor:
+        """:meth:`transform`, as a tensor (on ``device`` when given)."""
+        t = torch.from_numpy(self.transform(a, i))
+        return t if device is None else t.to(device)
+
+    def log_jacobian(self) -> float:
+        """``sum log scale``: converts a log-density in the standardised space to the data's units."""
+        return float(sum(np.log(s.astype(np.float64)).sum() for s in self.scale if s is not None))
+
+    def get_state(self) -> dict:
+        """The statistics as tensors (``None`` for untouched components), for safe persistence."""
+        return {"standardize_mean": [None if m is None else torch.from_numpy(m.copy()) for m in self.mean],
+                "standardize_scale": [None if s is None else torch.from_numpy(s.copy()) for s in self.scale]}
+
+    @classmethod
+    def from_state(cls, state: dict) -> Standardizer:
+        """Inverse of :meth:`get_state`."""
+        def arrays(key):
+            return [None if t is None else np.asarray(t.numpy() if hasattr(t, "numpy") else t)
+                    for t in state[key]]
+
+        return cls(arrays("standardize_mean"), arrays("standardize_scale"))
+
+    def __repr__(self) -> str:
+        on = [i for i, m in enumerate(self.mean) if m is not None]
+        return f"Standardizer(n_components={self.n_components}, standardized={on})"
