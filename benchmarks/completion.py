@@ -413,7 +413,7 @@ class PolyCoherence:
     """
 
     def __init__(self, split: Split, setting: Setting, data_home):
-        from mcgen.datasets.polymnist import predict_digits, train_classifiers
+        from mcgen.metrics.classifiers import predict_digits, train_classifiers
 
         self.split = split
         self.clfs = train_classifiers(n_train=setting.classifier_rows, n_test=setting.classifier_test_rows,

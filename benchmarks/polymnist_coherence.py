@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from mcgen import GMRFMultiComponentVAE, load_dataset
-from mcgen.datasets.polymnist import load_pretrained_classifiers, predict_digits, train_classifiers
+from mcgen.metrics.classifiers import load_pretrained_classifiers, predict_digits, train_classifiers
 from mcgen.metrics.coherence import conditional_coherence, unconditional_coherence
 
 

@@ -46,7 +46,7 @@ def draw_grid(est, split, clfs, observed: int, rows: int, path: str, seed: int) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mcgen.datasets.polymnist import predict_digits
+    from mcgen.metrics.classifiers import predict_digits
 
     ref = [np.asarray(a[:rows]) for a in split.X_test.arrays]
     M = len(ref)

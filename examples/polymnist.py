@@ -40,8 +40,8 @@ import numpy as np
 import torch
 
 import mcgen
-from mcgen.datasets._fetch import get_data_home
-from mcgen.datasets.polymnist import load_pretrained_classifiers, predict_digits
+from mcgen.data_files import get_data_home
+from mcgen.metrics.classifiers import load_pretrained_classifiers, predict_digits
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -1,11 +1,10 @@
 """mcgen: multi-component generative modelling with scikit-learn estimators."""
 
-from mcgen import exceptions, metrics, scoring  # noqa: E402
-from mcgen._version import __version__
-from mcgen.base import MultiComponentVAE  # noqa: E402
-from mcgen.components import Components  # noqa: E402
-from mcgen.estimators import MMVAE, MVAE, GMRFMultiComponentVAE, MMVAEPlus, MoPoEVAE  # noqa: E402
-from mcgen.exceptions import (  # noqa: E402
+from mcgen import exceptions, metrics, scoring
+from mcgen.base import MultiComponentVAE
+from mcgen.components import Components
+from mcgen.estimators import MMVAE, MVAE, GMRFMultiComponentVAE, MMVAEPlus, MoPoEVAE
+from mcgen.exceptions import (
     ChecksumError,
     DataTypeError,
     PersistenceError,
@@ -15,9 +14,10 @@ from mcgen.exceptions import (  # noqa: E402
     PluginSignatureError,
     TrainingDivergedError,
 )
-from mcgen.persistence import load  # noqa: E402
-from mcgen.plugins import load_dataset  # noqa: E402
-from mcgen.scoring import get_scorer  # noqa: E402
+from mcgen.persistence import load
+from mcgen.plugins import load_dataset
+from mcgen.scoring import get_scorer
+from mcgen.version import __version__
 
 __all__ = [
     "ChecksumError",

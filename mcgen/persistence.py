@@ -29,8 +29,8 @@ import torch
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from mcgen._version import __version__
 from mcgen.exceptions import PersistenceError
+from mcgen.version import __version__
 
 __all__ = [
     "CHECKPOINT_FILE",

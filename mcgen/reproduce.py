@@ -269,7 +269,7 @@ def polymnist_classifiers(protocol: Protocol, data_home=None) -> list:
     """The digit classifiers of the coherence columns: ``train_classifiers`` with the protocol's
     ``classifiers`` settings (20,000 tuples, 5 epochs, as ``benchmarks/completion.py``; cached
     after the first run)."""
-    from mcgen.datasets.polymnist import train_classifiers
+    from mcgen.metrics.classifiers import train_classifiers
 
     return train_classifiers(**protocol.classifiers, data_home=data_home, progress=False)
 

@@ -37,6 +37,12 @@ name                                    rewards
 
 The four completion scorers complete every held-out component from the others
 (``known="leave_one_out"``) ``n_completions=10`` times; see :mod:`mcgen.metrics.completion`.
+
+Every metric in the metric registry (mcgen's own and those plugins register with
+``mcgen_register_metrics``) is also a scorer by name: ``neg_<metric>`` when lower values are
+better, ``<metric>`` when higher ones are (its ``greater_is_better``), comparing
+``estimator.sample(n)`` with the held-out rows (see :class:`MetricScorer`).  So
+``GridSearchCV(est, grid, scoring=get_scorer("neg_my_metric"))`` works for a plugin's metric.
 """
 
 from __future__ import annotations
@@ -52,8 +58,10 @@ from mcgen.metrics.completion import _check_levels, _completion_blocks, energy_s
 from mcgen.metrics.completion import completion_r2 as _completion_r2
 from mcgen.metrics.completion import single_completion_r2 as _single_completion_r2
 from mcgen.metrics.conditional import complete_rows, component_arrays, known_subsets
+from mcgen.metrics.evaluate import compute_metric
 from mcgen.metrics.structure import dependency_error
 from mcgen.metrics.wasserstein import joint_wasserstein, marginal_wasserstein, sliced_wasserstein
+from mcgen.plugins import get_registries
 
 __all__ = [
     "CompletionR2Scorer",
@@ -196,11 +204,8 @@ class MetricScorer(Scorer):
         self.name = self.params["name"] or getattr(self.params["metric"], "__name__", "metric")
 
     def _compare(self, gen, ref) -> float:
-        kw = dict(self.params["metric_kwargs"] or {})
-        fn = self.params["metric"]
-        if "random_state" in _arg_names(fn) and "random_state" not in kw:
-            kw["random_state"] = self.params["random_state"]
-        return float(fn(gen, ref, **kw))
+        return compute_metric(self.params["metric"], gen, ref, self.params["random_state"],
+                              **(self.params["metric_kwargs"] or {}))
 
     def _score(self, estimator, X, y) -> float:
         ref = component_arrays(X)
@@ -441,12 +446,9 @@ single_completion_r2 = SingleCompletionR2Scorer()
 #: Negative error of the coverage of the completions' central intervals.
 neg_coverage_error = CoverageErrorScorer()
 
+#: The scorers that are not a comparison of samples by one registered metric.
 _SCORERS: dict[str, Scorer] = {
     "elbo": elbo,
-    "neg_sliced_wasserstein": neg_sliced_wasserstein,
-    "neg_marginal_wasserstein": neg_marginal_wasserstein,
-    "neg_joint_wasserstein": neg_joint_wasserstein,
-    "neg_dependency_error": neg_dependency_error,
     "neg_missing_error": neg_missing_error,
     "conditional_coherence": conditional_coherence,
     "neg_energy_score": neg_energy_score,
@@ -456,9 +458,17 @@ _SCORERS: dict[str, Scorer] = {
 }
 
 
+def _metric_scorer_names() -> dict[str, str]:
+    """``{scorer name: metric name}`` for every registered metric (``neg_`` when lower is better)."""
+    names = {}
+    for metric, entry in get_registries().metrics.items():
+        names[metric if entry.obj.greater_is_better else f"neg_{metric}"] = metric
+    return names
+
+
 def get_scorer_names() -> list[str]:
-    """Names accepted by :func:`get_scorer`."""
-    return sorted(_SCORERS)
+    """Names accepted by :func:`get_scorer`: mcgen's scorers and one per registered metric."""
+    return sorted(set(_SCORERS) | set(_metric_scorer_names()))
 
 
 def get_scorer(scoring: str | Callable, **params: Any) -> Callable:
@@ -483,7 +493,13 @@ def get_scorer(scoring: str | Callable, **params: Any) -> Callable:
         return scoring
     if not isinstance(scoring, str):
         raise TypeError(f"scoring must be a name or a callable, got {type(scoring).__name__}")
-    if scoring not in _SCORERS:
-        raise ValueError(f"unknown scorer {scoring!r}; valid: {', '.join(get_scorer_names())}")
-    base = _SCORERS[scoring]
-    return base(**params) if params else base
+    if scoring in _SCORERS:
+        base = _SCORERS[scoring]
+        return base(**params) if params else base
+    from_metrics = _metric_scorer_names()
+    if scoring in from_metrics:
+        metric = from_metrics[scoring]
+        info = get_registries().metrics[metric].obj
+        return MetricScorer(metric=info.function, greater_is_better=info.greater_is_better, name=scoring, **params)
+    raise ValueError(f"unknown scorer {scoring!r}; valid: {', '.join(sorted(_SCORERS))}; from the metric "
+                     f"registry: {', '.join(sorted(from_metrics))}")

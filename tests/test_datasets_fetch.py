@@ -1,4 +1,5 @@
-"""mcgen.datasets._fetch: data_home resolution, download via file:// URLs, checksums, caches."""
+"""mcgen.data_files (also importable as mcgen.datasets._fetch): data_home resolution, download via file:// URLs,
+checksums, caches."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mcgen.datasets import _fetch
+from mcgen import data_files as _fetch
 from mcgen.datasets._fetch import ChecksumError, download, fetch, get_cache_dir, get_data_home, verify_sha256
 
 

@@ -13,6 +13,7 @@ import torch
 import mcgen
 from mcgen.datasets import polymnist
 from mcgen.datasets._fetch import ChecksumError
+from mcgen.metrics import classifiers
 from tests._datasets_fixtures import make_mnist, write_idx_gz
 
 
@@ -211,7 +212,7 @@ def test_train_classifiers_learns_and_is_cached(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("retrained instead of reading the cache")
 
-    monkeypatch.setattr(polymnist, "_fit_one", boom)
+    monkeypatch.setattr(classifiers, "_fit_one", boom)
     again = polymnist.train_classifiers(X, info["labels"], **kw)
     for a, b in zip(models, again):
         for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):

@@ -166,10 +166,12 @@ def test_a_better_model_scores_higher():
 
 
 def test_get_scorer_names_and_passthrough():
+    # mcgen's scorers, and one per registered metric (lower-is-better metrics negated)
     assert set(scoring.get_scorer_names()) == {"elbo", "neg_sliced_wasserstein", "neg_marginal_wasserstein",
                                                "neg_joint_wasserstein", "neg_dependency_error",
                                                "neg_missing_error", "conditional_coherence", "neg_energy_score",
-                                               "completion_r2", "single_completion_r2", "neg_coverage_error"}
+                                               "completion_r2", "single_completion_r2", "neg_coverage_error",
+                                               "ssim", "neg_fid", "neg_centre_of_mass_wasserstein", "coherence"}
     assert mcgen.get_scorer("elbo") is scoring.elbo
 
     def mine(est, X, y=None):

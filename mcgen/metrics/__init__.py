@@ -1,7 +1,9 @@
 """Metrics comparing generated and real multi-component samples.
 
 Every metric takes two lists of component arrays (or ``Components``) and returns a
-:class:`MetricResult` (``float(result)`` is the value, lower is better for distances).
+:class:`MetricResult` (``float(result)`` is the value, lower is better for distances).  The
+metrics are registered by name through the plugin hooks, like a plugin's own; :func:`evaluate`,
+the scorers and ``mcgen demo --metrics`` look them up there.
 The probabilistic-completion metrics (:mod:`mcgen.metrics.completion`) take arrays of sampled
 completions and the truth and return floats.
 """
@@ -16,7 +18,14 @@ from mcgen.metrics.completion import (
     single_completion_r2,
 )
 from mcgen.metrics.conditional import complete_rows, known_subsets
-from mcgen.metrics.evaluate import conditional_metrics, evaluate, noise_floor, unconditional_metrics
+from mcgen.metrics.evaluate import (
+    DEFAULT_METRICS,
+    compute_metric,
+    conditional_metrics,
+    evaluate,
+    noise_floor,
+    unconditional_metrics,
+)
 from mcgen.metrics.images import (
     ClassifierFeatures,
     InceptionV3Features,
@@ -34,6 +43,7 @@ from mcgen.metrics.structure import dependency_error, spearman_matrix
 from mcgen.metrics.wasserstein import joint_wasserstein, marginal_wasserstein, sliced_wasserstein
 
 __all__ = [
+    "DEFAULT_METRICS",
     "ClassifierFeatures",
     "InceptionV3Features",
     "MetricResult",
@@ -43,6 +53,7 @@ __all__ = [
     "complete_rows",
     "completion_metrics",
     "completion_r2",
+    "compute_metric",
     "conditional_centre_of_mass_wasserstein",
     "conditional_coherence",
     "conditional_fid",

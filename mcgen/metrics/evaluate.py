@@ -1,31 +1,79 @@
-"""Evaluate an estimator: unconditional and conditional metrics, and noise floors."""
+"""Evaluate an estimator: unconditional and conditional metrics, and noise floors.
+
+Metrics are looked up by name in the metric registry (:func:`mcgen.plugins.get_registries`),
+the one table that ``evaluate``, the scorers (:func:`mcgen.get_scorer`) and ``mcgen demo
+--metrics`` read: a metric a plugin registers is usable by name in all three.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from mcgen.components import Components
-from mcgen.metrics.structure import dependency_error
-from mcgen.metrics.wasserstein import joint_wasserstein, marginal_wasserstein, sliced_wasserstein
+from mcgen.plugins import get_metric_info, get_registries
+
+__all__ = ["DEFAULT_METRICS", "compute_metric", "conditional_metrics", "evaluate", "noise_floor",
+           "unconditional_metrics"]
 
 DEFAULT_METRICS = ("marginal_wasserstein", "joint_wasserstein", "sliced_wasserstein", "dependency_error")
 
-_FUNCS = {
-    "marginal_wasserstein": lambda g, r, rs: marginal_wasserstein(g, r),
-    "joint_wasserstein": lambda g, r, rs: joint_wasserstein(g, r, random_state=rs),
-    "sliced_wasserstein": lambda g, r, rs: sliced_wasserstein(g, r, random_state=rs),
-    "dependency_error": lambda g, r, rs: dependency_error(g, r),
-}
+
+def _accepts(function: Callable, name: str) -> bool:
+    try:
+        params = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def compute_metric(metric: str | Callable, gen, ref, random_state=0, **kwargs) -> float:
+    """One metric between generated and reference samples, as a float.
+
+    Parameters
+    ----------
+    metric : str or callable
+        A registered metric name or a function ``metric(generated, reference, **kwargs)``.
+    gen, ref : list of arrays or Components
+    random_state : int
+        Passed to the metric when it takes ``random_state`` (and ``kwargs`` does not set it).
+    **kwargs
+        Further arguments of the metric.
+
+    Returns
+    -------
+    float
+        The value (``float`` of a :class:`~mcgen.metrics.MetricResult`).
+    """
+    function = get_metric_info(metric).function if isinstance(metric, str) else metric
+    if "random_state" not in kwargs and _accepts(function, "random_state"):
+        kwargs["random_state"] = random_state
+    return float(function(gen, ref, **kwargs))
 
 
 def evaluate(gen, ref, metrics: Sequence[str] = DEFAULT_METRICS, random_state=0) -> dict[str, float]:
-    """Compute several metrics between generated and reference samples."""
-    unknown = [m for m in metrics if m not in _FUNCS]
+    """Compute several registered metrics between generated and reference samples.
+
+    Parameters
+    ----------
+    gen, ref : list of arrays or Components
+    metrics : sequence of str
+        Names in the metric registry (mcgen's own and those plugins register).
+    random_state : int
+        Seed of the metrics that take one.
+
+    Returns
+    -------
+    dict
+        ``{name: value}``.
+    """
+    registered = get_registries().metrics
+    unknown = [m for m in metrics if m not in registered]
     if unknown:
-        raise ValueError(f"unknown metrics {unknown}; valid: {', '.join(_FUNCS)}")
-    return {m: float(_FUNCS[m](gen, ref, random_state)) for m in metrics}
+        raise ValueError(f"unknown metrics {unknown}; registered metrics: {', '.join(sorted(registered))}")
+    return {m: compute_metric(m, gen, ref, random_state) for m in metrics}
 
 
 def noise_floor(ref_a, ref_b, metrics: Sequence[str] = DEFAULT_METRICS, random_state=0) -> dict[str, float]:

@@ -23,8 +23,8 @@ from typing import Any
 
 import pluggy
 
-from mcgen._version import __version__
 from mcgen.exceptions import PluginClashError, PluginLoadError, PluginSignatureError
+from mcgen.version import __version__
 
 from . import hookspecs
 
