@@ -59,6 +59,15 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_meta(value):
+    """A registration keyword as JSON: tuples as lists, callables (``supports=``) by dotted name."""
+    if isinstance(value, tuple):
+        return list(value)
+    if callable(value):
+        return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', repr(value))}"
+    return value
+
+
 def _plugins(args: argparse.Namespace) -> int:
     import json
 
@@ -82,7 +91,7 @@ def _plugins(args: argparse.Namespace) -> int:
         for title, table in tables.items():
             out[title] = {
                 name: {"plugin": e.plugin, "distribution": e.distribution, "version": e.version,
-                       **{k: (list(v) if isinstance(v, tuple) else v) for k, v in e.meta.items()}}
+                       **{k: _json_meta(v) for k, v in e.meta.items()}}
                 for name, e in sorted(table.items())
             }
         print(json.dumps(out, indent=2, default=str))

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mcgen.components import Components
-from mcgen.data_files import ChecksumError, atomic_savez, cache_key, fetch, get_cache_dir, get_data_home, verify_sha256
+from mcgen.data_files import ChecksumError, atomic_savez, cache_key, fetch, get_cache_dir, get_data_home, verify_sha256  # noqa: F401
 from mcgen.metrics.classifiers import (  # noqa: F401  (their old home: kept importable from here)
     PRETRAINED_NAMES,
     PolyMNISTClassifier,
@@ -294,7 +294,7 @@ def load_polymnist(*, split: str = "train", n_samples: int | None = None, data_h
 
 
 __all__ = [
-    "BACKGROUNDS", "ChecksumError", "MNIST_FILES", "MNIST_MIRRORS", "load_mnist", "load_polymnist", "make_polymnist",
+    "BACKGROUNDS", "MNIST_FILES", "MNIST_MIRRORS", "load_mnist", "load_polymnist", "make_polymnist",
     "read_idx",
 ]
 

@@ -1,6 +1,7 @@
 """Plugin system: pluggy hook specifications, manager and registries."""
 
-from mcgen.exceptions import PluginClashError, PluginError, PluginLoadError, PluginSignatureError
+# The plugin errors' home is mcgen.exceptions (documented there, through mcgen); importable from here too.
+from mcgen.exceptions import PluginClashError, PluginError, PluginLoadError, PluginSignatureError  # noqa: F401
 
 from .hookspecs import hookimpl, hookspec
 from .manager import (
@@ -30,10 +31,6 @@ __all__ = [
     "Architecture",
     "MCGenPluginManager",
     "Metric",
-    "PluginClashError",
-    "PluginError",
-    "PluginLoadError",
-    "PluginSignatureError",
     "Registries",
     "RegistryEntry",
     "auto_architecture",
