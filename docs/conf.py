@@ -46,7 +46,6 @@ root_doc = "index"
 exclude_patterns = ["_build", "README.md", "auto_examples/*.ipynb", "auto_examples/*.py",
                     "auto_examples/*.zip", "auto_examples/*.md5", "auto_examples/*.codeobj.json"]
 templates_path = ["_templates"]
-html_static_path = ["_static"]
 
 # --- checks --------------------------------------------------------------------------------------
 # Every cross-reference must resolve: a reference to a name that has no page fails the build
