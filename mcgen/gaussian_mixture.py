@@ -170,7 +170,8 @@ def em_bound_terms(mus: Tensor, Ss: Tensor, log_w: Tensor, m: Tensor, L: Tensor)
 
 
 def fit_mixture_to_gaussians(batches: Callable[[], Iterable[tuple[Tensor, Tensor]]], log_w: Tensor, mu: Tensor,
-                             L: Tensor, max_iter: int = 100, tol: float = 1e-6, reg: float = 1e-6
+                             L: Tensor, max_iter: int = 100, tol: float = 1e-6, reg: float = 1e-6,
+                             project: Callable[[Tensor], Tensor] | None = None
                              ) -> tuple[Tensor, Tensor, Tensor, list[float]]:
     """EM for the mixture that best explains an aggregate of Gaussians ``(1/N) sum_n N(mu_n, S_n)``.
 
@@ -194,6 +195,11 @@ def fit_mixture_to_gaussians(batches: Callable[[], Iterable[tuple[Tensor, Tensor
     reg : float
         Added to each covariance's diagonal, relative to each diagonal entry (``P_ii (1 + reg)``,
         with a floor of ``1e-12`` times the largest entry), so small variances keep their scale.
+    project : callable, optional
+        Constrains the M-step: maps the components' M-step covariances (C, D, D) (float64, after
+        the ridge) to the covariances of the constrained family that maximise the same expected
+        log-likelihood, e.g. covariance selection on a graph (the GMRF prior with ``graph=``);
+        the bound then still never decreases.
 
     Returns
     -------
@@ -242,5 +248,7 @@ def fit_mixture_to_gaussians(batches: Callable[[], Iterable[tuple[Tensor, Tensor
         diag = P.diagonal(dim1=-2, dim2=-1).clamp_min(0.0)
         floor = (1e-12 * diag.amax(-1, keepdim=True)).clamp_min(1e-300)
         P = P + reg * torch.diag_embed(torch.maximum(diag, floor))
+        if project is not None:
+            P = project(P)
         Lc, _ = cholesky_with_jitter(P)
     return lw.to(dtype), m.to(dtype), Lc.to(dtype), bounds
