@@ -10,7 +10,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from mcgen.base import MultiComponentVAE
 from mcgen.models.base import ComponentSpec
-from mcgen.models.gmrf import INFERENCE_MODES, GMRFModule
+from mcgen.models.gmrf import DEPENDENCY_MIXTURE_MODES, GRAPH_KINDS, INFERENCE_MODES, GMRFModule
 from mcgen.training import PriorRefit, refit_prior
 
 __all__ = ["GMRFMultiComponentVAE"]
@@ -52,6 +52,15 @@ class GMRFMultiComponentVAE(MultiComponentVAE):
         How ``predict_missing`` forms the known latents: draw each from its own encoder
         (``"sample"``), or combine the known encoders' outputs as Gaussian unary potentials with
         the prior in closed form (``"potential"``).
+    graph : None, {"chain", "star"} or array-like of shape (M, M), default=None
+        Which pairs of components may interact.  ``None``: every pair (the paper's model).
+        ``"chain"``: component i with i - 1 and i + 1; ``"star"``: component 0 with every other;
+        or a symmetric boolean adjacency matrix (diagonal ignored; checked when ``fit`` starts).
+        Each prior component is then a GMRF on the graph (its precision is exactly zero between
+        non-adjacent components), the global encoder produces only the edges' blocks, and a
+        training step costs in proportion to the edges (``docs/mathematics.md``, "A component
+        graph"; ``docs/guide.md``).  Pass a nested list rather than a NumPy array if the
+        estimator will be saved with ``save`` (parameters are stored as JSON).
 
     Attributes
     ----------
@@ -90,11 +99,12 @@ class GMRFMultiComponentVAE(MultiComponentVAE):
         "prior_components": [Interval(Integral, 1, None, closed="left")],
         "cond_weight": [Interval(Real, 0, None, closed="left")],
         "inference": [StrOptions(set(INFERENCE_MODES))],
+        "graph": [StrOptions(set(GRAPH_KINDS)), "array-like", None],
     }
 
     def __init__(self, latent_dim="auto", beta=0.1, *, covariance="elementwise", epsilon=0.9, delta=1e-6,
                  offdiag_hidden=128, offdiag_layers=2, prior="learned", refit_prior=True, prior_components=10,
-                 cond_weight=0.3, inference="sample", **shared):
+                 cond_weight=0.3, inference="sample", graph=None, **shared):
         super().__init__(latent_dim, beta, **shared)
         self.covariance = covariance
         self.epsilon = epsilon
@@ -106,13 +116,14 @@ class GMRFMultiComponentVAE(MultiComponentVAE):
         self.prior_components = prior_components
         self.cond_weight = cond_weight
         self.inference = inference
+        self.graph = graph
 
     def _build_module(self, specs: list[ComponentSpec]) -> GMRFModule:
         return GMRFModule(specs, beta=self.beta, covariance=self.covariance, epsilon=self.epsilon,
                           delta=self.delta, offdiag_hidden=self.offdiag_hidden,
                           offdiag_layers=self.offdiag_layers, prior=self.prior,
                           prior_components=int(self.prior_components), cond_weight=float(self.cond_weight),
-                          inference=self.inference)
+                          inference=self.inference, graph=self.graph)
 
     def _callbacks(self) -> list:
         callbacks = super()._callbacks()
@@ -128,3 +139,33 @@ class GMRFMultiComponentVAE(MultiComponentVAE):
     def prior_covariance(self) -> np.ndarray:
         """The learned prior covariance over the concatenated latents, as a NumPy array."""
         return self.module_.prior_covariance().detach().cpu().numpy()
+
+    def prior_precision(self) -> np.ndarray:
+        """The precision matrix of every prior component, ``(C, D, D)`` over the concatenated
+        latents (with a graph: exactly zero between non-adjacent components)."""
+        return self.module_.prior_precision().detach().cpu().numpy()
+
+    def dependency_graph(self, mixture: str = "weighted") -> np.ndarray:
+        """Partial dependence between the components, read from the prior precision.
+
+        Entry (i, j) is the largest partial canonical correlation between the latent blocks of
+        components i and j given all other components (0: conditionally independent; exactly 0
+        for pairs outside ``graph``; near 1: strongly tied).  See ``docs/mathematics.md``,
+        "The dependency graph", and :func:`mcgen.plotting.plot_dependency_graph` to draw it.
+
+        Parameters
+        ----------
+        mixture : {"weighted", "moments"}, default="weighted"
+            How a mixture prior's components are combined: the mixture-weighted average of the
+            per-component values (keeps the graph's zeros), or the value for the single Gaussian
+            with the mixture's mean and covariance.
+
+        Returns
+        -------
+        ndarray of shape (M, M)
+            Symmetric, in [0, 1], zero diagonal.
+        """
+        if mixture not in DEPENDENCY_MIXTURE_MODES:
+            raise ValueError(f"mixture must be one of {', '.join(map(repr, DEPENDENCY_MIXTURE_MODES))}, "
+                             f"got {mixture!r}")
+        return self.module_.dependency_graph(mixture)

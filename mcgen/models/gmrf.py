@@ -45,7 +45,7 @@ from mcgen.gaussian_mixture import (
     mixture_moments,
     mixture_sample,
 )
-from mcgen.graph import graph_structure, partial_canonical_correlations, resolve_graph
+from mcgen.graph import GRAPH_KINDS, graph_structure, partial_canonical_correlations, resolve_graph
 from mcgen.models.base import ComponentSpec, MultiComponentModule, build_decoder, build_encoder
 
 _SOFTPLUS_INV_ONE = math.log(math.e - 1.0)
@@ -54,6 +54,7 @@ _LOG_2PI = math.log(2.0 * math.pi)
 INFERENCE_MODES = ("sample", "potential")
 #: How ``dependency_graph`` combines the components of a mixture prior.
 DEPENDENCY_MIXTURE_MODES = ("weighted", "moments")
+__all__ = ["DEPENDENCY_MIXTURE_MODES", "GRAPH_KINDS", "INFERENCE_MODES", "GMRFModule"]
 
 
 class GMRFModule(MultiComponentModule):
