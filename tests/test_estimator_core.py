@@ -292,3 +292,18 @@ def test_a_plugin_architecture_is_the_automatic_choice_for_the_kinds_it_declares
         assert [type(e).__name__ for e in est.module_.encoders] == ["MLPEncoder"] * 3  # sequences fall back
     finally:
         reset_plugins()
+
+
+def test_a_checkpoint_written_with_old_parameter_names_resumes(X, tmp_path):
+    from mcgen.persistence import read_checkpoint, write_checkpoint
+
+    ref = gmrf(max_epochs=3, validation_fraction=0.25, n_iter_no_change=5).fit(X)
+    gmrf(max_epochs=2, validation_fraction=0.25, n_iter_no_change=5, checkpoint_dir=tmp_path).fit(X)
+    ck = read_checkpoint(tmp_path)
+    params = json.loads(ck["params"])
+    params["valid_fraction"], params["patience"] = params.pop("validation_fraction"), params.pop("n_iter_no_change")
+    ck["params"] = json.dumps(params)
+    write_checkpoint(tmp_path, {k: v for k, v in ck.items() if k not in ("format_version", "kind", "mcgen_version")})
+    resumed = gmrf(max_epochs=3, validation_fraction=0.25, n_iter_no_change=5, checkpoint_dir=tmp_path)
+    resumed.fit(X, resume=True)
+    np.testing.assert_allclose(resumed.history_[:, "train_loss"], ref.history_[:, "train_loss"], rtol=1e-6)
