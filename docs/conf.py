@@ -231,7 +231,9 @@ def _resolve_by_identity(app, env, node, contnode):
 
             owner = import_by_name(node["refdoc"].rpartition("/")[2])[1]
             target = f"{inspect.getmodule(owner).__name__}.{target}"
-        except Exception:
+        except BaseException as exc:  # autosummary raises an exception group; the warning stays Sphinx's
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
             return None
     if not target.startswith("mcgen."):
         return None
@@ -239,7 +241,9 @@ def _resolve_by_identity(app, env, node, contnode):
         from sphinx.ext.autosummary import import_by_name
 
         obj = import_by_name(target)[1]
-    except Exception:
+    except BaseException as exc:  # not importable: Sphinx reports the broken reference
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
         return None
     if inspect.ismodule(obj):
         parent = target
