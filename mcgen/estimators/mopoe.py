@@ -38,7 +38,7 @@ class MoPoEVAE(_SharedLatentVAE):
         "mixture_sampling": [StrOptions(set(MIXTURE_SAMPLING))],
     }
 
-    def __init__(self, latent_dim=None, beta=1.0, *, max_epochs=200, prior_expert="full",
+    def __init__(self, latent_dim=None, beta=0.1, *, max_epochs=200, prior_expert="full",
                  mixture_sampling="partition", **shared):
         super().__init__(latent_dim, beta, max_epochs=max_epochs, **shared)
         self.prior_expert = prior_expert
