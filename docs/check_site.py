@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
-sys.path.insert(0, str(DOCS))
+# the mcgen of this checkout first, as for `python -m sphinx` run from the repository root
+sys.path[:0] = [str(DOCS), str(DOCS.parent)]
 
 
 def estimator_problems(html: Path) -> list[str]:
