@@ -26,7 +26,7 @@ generated images that the modality's classifier reads as the conditioning digit.
 
 The gallery page is built with ``--gallery`` (2,000 training tuples, 4 epochs: the digits are
 blurry and mostly not the conditioning one); its run time is stated at the bottom of the page.
-The page in ``docs/img/polymnist_conditional.png`` used the defaults (fit 220 s).
+The figure in ``docs/img/polymnist_conditional.png`` used the defaults (fit 220 s).
 """
 
 from __future__ import annotations
