@@ -156,3 +156,19 @@ def test_polymnist_defaults_benchmark_runs(tmp_path, monkeypatch):
     assert set(saved["tasks"]) == {"leave_one_out", "from_one"}
     assert 0 <= saved["tasks"]["from_one"]["coherence"] <= 1
     assert (tmp_path / "grid.png").stat().st_size > 0 and len(run["grid"]["labels"]) == 2
+
+
+def test_graph_scaling_benchmark_runs(tmp_path):
+    threads = torch.get_num_threads()
+    out = tmp_path / "graph.json"
+    try:
+        res = _load("graph_scaling").main(["--components", "3", "4", "--steps", "1", "--rounds", "1",
+                                           "--batch-size", "16", "--latent-dim", "2", "--features", "2",
+                                           "--hidden", "8", "--offdiag-hidden", "8", "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    saved = json.loads(out.read_text())
+    assert [(r["M"], r["graph"], r["edges"]) for r in saved["rows"]] == [(3, "chain", 2), (3, "full", 3),
+                                                                         (4, "chain", 3), (4, "full", 6)]
+    assert all(r["ms_per_step"] > 0 for r in saved["rows"])
+    assert set(res["exponents"]) == {"chain", "full"} and all(b == b for b in res["exponents"].values())

@@ -22,7 +22,7 @@ from mcgen.gaussian_graph import (
     covariance_selection,
     graph_conditional,
 )
-from mcgen.gaussian_mixture import condition_mixture, mixture_log_prob
+from mcgen.gaussian_mixture import condition_mixture, em_bound_terms, mixture_log_prob
 from mcgen.graph import graph_structure, partial_canonical_correlations, resolve_graph
 from mcgen.models.base import ComponentSpec
 from mcgen.models.gmrf import GMRFModule
@@ -379,6 +379,11 @@ def test_em_refit_under_the_graph_keeps_the_zeros_and_never_decreases():
     mod = _module("cycle", C=3)
     bounds = mod.refit_prior(lambda: [(mus[:90], Ss[:90]), (mus[90:], Ss[90:])], max_iter=30)
     assert all(b2 >= b1 - 1e-9 * abs(b1) for b1, b2 in zip(bounds, bounds[1:])) and len(bounds) > 2
+    # the refitted prior is the constrained EM's own result (at least as good as its last bound),
+    # not an unconstrained EM projected on the graph afterwards (planted: 0.25 nats worse here)
+    with torch.no_grad():
+        final = torch.logsumexp(em_bound_terms(mus, Ss, *mod.prior_mixture()), -1).mean()
+    assert float(final) >= bounds[-1] - 1e-8 * abs(bounds[-1]), (float(final), bounds[-1])
     mask = _block_mask(A, sizes)
     L = mod.prior_precision_factor().to_dense(mod.offsets).detach().numpy()
     raw = L @ np.swapaxes(L, -1, -2)
@@ -481,11 +486,12 @@ def _nonlinear_chain(n, seed, noise=0.4):
 def test_dependency_graph_of_a_fitted_nonlinear_chain_ranks_the_links_first():
     """Data whose components form the chain x1 -> x2 -> x3 -> x4 with nonlinear links; the model
     at its defaults (all pairs allowed, mixture prior) puts every adjacent pair above every
-    non-adjacent one.  Settings checked on seeds 0-7 offline (smallest margin 0.10, see
-    docs/results.md)."""
-    X = _nonlinear_chain(1000, seed=0)
+    non-adjacent one.  These settings were run offline on seeds 0-7 (data and model seed alike):
+    the margin min(adjacent) - max(non-adjacent) was 0.135 to 0.294 (0.246 for seed 0); with 1,000
+    rows and 30 epochs it fell to 0.03 on two seeds, hence the larger sample."""
+    X = _nonlinear_chain(1500, seed=0)
     net = {"hidden": (32,)}
-    est = mcgen.GMRFMultiComponentVAE(max_epochs=30, batch_size=128, encoder_kwargs=net, decoder_kwargs=net,
+    est = mcgen.GMRFMultiComponentVAE(max_epochs=25, batch_size=128, encoder_kwargs=net, decoder_kwargs=net,
                                       offdiag_hidden=32, random_state=0).fit(X)
     G = est.dependency_graph()
     adjacent = [G[0, 1], G[1, 2], G[2, 3]]
