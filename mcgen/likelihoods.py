@@ -14,6 +14,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from mcgen.distributions import gaussian_log_density, laplace_log_density, rsample
+
 LIKELIHOODS = ("gaussian", "laplace", "bernoulli")
 
 
@@ -97,13 +99,10 @@ class GaussianLikelihood(_ScaledLikelihood):
     name = "gaussian"
 
     def log_prob(self, loc: Tensor, x: Tensor) -> Tensor:
-        scale = self.scale
-        lp = -0.5 * ((x - loc) / scale).pow(2) - torch.log(scale) - 0.5 * math.log(2 * math.pi)
-        return lp.flatten(1).sum(-1)
+        return gaussian_log_density(x, loc, self.scale).flatten(1).sum(-1)
 
     def sample(self, loc: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        noise = torch.randn(loc.shape, dtype=loc.dtype, device=loc.device, generator=generator)
-        return loc + self.scale * noise
+        return rsample("gaussian", loc, self.scale, generator=generator)
 
 
 class LaplaceLikelihood(_ScaledLikelihood):
@@ -112,17 +111,10 @@ class LaplaceLikelihood(_ScaledLikelihood):
     name = "laplace"
 
     def log_prob(self, loc: Tensor, x: Tensor) -> Tensor:
-        scale = self.scale
-        lp = -(x - loc).abs() / scale - torch.log(2 * scale)
-        return lp.flatten(1).sum(-1)
+        return laplace_log_density(x, loc, self.scale).flatten(1).sum(-1)
 
     def sample(self, loc: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        # u uniform on (-1, 1); |u| is kept below 1 so that log1p(-|u|) stays finite (torch.rand
-        # can return 0, i.e. u = -1).
-        u = torch.rand(loc.shape, dtype=loc.dtype, device=loc.device, generator=generator) * 2 - 1
-        eps = torch.finfo(loc.dtype).eps
-        u = u.clamp(-1 + eps, 1 - eps)
-        return loc - self.scale * u.sign() * torch.log1p(-u.abs())
+        return rsample("laplace", loc, self.scale, generator=generator)
 
 
 class BernoulliLikelihood(Likelihood):

@@ -15,7 +15,27 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+# kl_diag_gaussian_std, log_prob, standard_noise: at home in mcgen.distributions, re-exported here.
+from mcgen.distributions import kl_diag_gaussian_std, log_prob, standard_noise
 from mcgen.models.base import ComponentSpec, MultiComponentModule, build_decoder, build_encoder
+
+__all__ = [
+    "LATENT_FAMILIES",
+    "OBJECTIVES",
+    "SCALE_EPS",
+    "SCALE_PARAMETERISATIONS",
+    "SharedLatentModule",
+    "check_choice",
+    "expand_rows",
+    "iw_weights",
+    "kl_diag_gaussian_std",
+    "log_mean_exp",
+    "log_prob",
+    "non_empty_subsets",
+    "positive_scale",
+    "shared_latent_size",
+    "standard_noise",
+]
 
 LATENT_FAMILIES = ("laplace", "gaussian")
 SCALE_PARAMETERISATIONS = ("softmax", "softplus")
@@ -30,27 +50,6 @@ def check_choice(value, valid: tuple[str, ...], name: str) -> str:
     return value
 
 
-def standard_noise(family: str, shape, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Standard Gaussian or standard Laplace (location 0, scale 1) noise of ``shape``."""
-    if family == "gaussian":
-        return torch.randn(shape, dtype=like.dtype, device=like.device, generator=generator)
-    u = torch.rand(shape, dtype=like.dtype, device=like.device, generator=generator) * 2 - 1
-    eps = torch.finfo(like.dtype).eps
-    u = u.clamp(-1 + eps, 1 - eps)
-    # Inverse CDF: |x| = -log(1 - |u|) is Exp(1) for |u| ~ U(0, 1); the sign is symmetric.
-    return -torch.sign(u) * torch.log1p(-u.abs())
-
-
-def log_prob(family: str, z: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
-    """Log density of a diagonal Gaussian (``scale`` = standard deviation) or Laplace,
-    summed over the last axis (broadcasting over the others)."""
-    if family == "gaussian":
-        lp = -0.5 * ((z - loc) / scale).pow(2) - torch.log(scale) - 0.5 * math.log(2 * math.pi)
-    else:
-        lp = -(z - loc).abs() / scale - torch.log(2 * scale)
-    return lp.sum(-1)
-
-
 def positive_scale(raw: Tensor, parameterisation: str) -> Tensor:
     """Posterior scale from a raw head output.
 
@@ -61,11 +60,6 @@ def positive_scale(raw: Tensor, parameterisation: str) -> Tensor:
     if parameterisation == "softmax":
         return F.softmax(raw, dim=-1) * raw.shape[-1] + SCALE_EPS
     return F.softplus(raw) + SCALE_EPS
-
-
-def kl_diag_gaussian_std(mu: Tensor, logvar: Tensor) -> Tensor:
-    """``KL(N(mu, exp(logvar)) || N(0, I))`` summed over the last axis."""
-    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)
 
 
 def log_mean_exp(x: Tensor, dim) -> Tensor:

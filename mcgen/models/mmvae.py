@@ -30,6 +30,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from mcgen.distributions import log_prob, rsample, standard_noise
 from mcgen.models._multimodal import (
     LATENT_FAMILIES,
     OBJECTIVES,
@@ -38,10 +39,8 @@ from mcgen.models._multimodal import (
     check_choice,
     iw_weights,
     log_mean_exp,
-    log_prob,
     positive_scale,
     shared_latent_size,
-    standard_noise,
 )
 from mcgen.models.base import ComponentSpec
 
@@ -233,7 +232,7 @@ class MMVAEModule(SharedLatentModule):
                           generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Posterior locations and scales ``(M, B, D)``, samples and log-weights."""
         loc, scale = self.posteriors(xs)
-        z = loc + scale * standard_noise(self.family, (K, *loc.shape), loc, generator)
+        z = rsample(self.family, loc, scale, (K,), generator)
         q_loc, q_scale = (loc.detach(), scale.detach()) if detach_q else (loc, scale)
         log_q = mixture_log_prob(self.family, z, q_loc, q_scale)
         log_p = log_prob(self.family, z, torch.zeros_like(self.prior_scale()), self.prior_scale())
@@ -285,5 +284,4 @@ def sample_mixture(family: str, loc: Tensor, scale: Tensor, n_samples: int,
     E, B, _ = loc.shape
     pick = torch.randint(E, (n_samples, B), device=loc.device, generator=generator)
     rows = torch.arange(B, device=loc.device)
-    mu, s = loc[pick, rows], scale[pick, rows]
-    return mu + s * standard_noise(family, mu.shape, mu, generator)
+    return rsample(family, loc[pick, rows], scale[pick, rows], generator=generator)

@@ -31,15 +31,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from mcgen.distributions import log_prob, rsample, standard_noise
 from mcgen.models._multimodal import (
     LATENT_FAMILIES,
     OBJECTIVES,
     SCALE_PARAMETERISATIONS,
     check_choice,
-    log_prob,
     positive_scale,
     shared_latent_size,
-    standard_noise,
 )
 from mcgen.models.base import ComponentSpec, MultiComponentModule, build_decoder, build_encoder
 from mcgen.models.mmvae import dreg_loss, iw_objective, mixture_log_prob, sample_mixture
@@ -134,8 +133,8 @@ class MMVAEPlusModule(MultiComponentModule):
         """Shared-posterior locations and scales ``(M, B, Dz)``, samples ``w``, ``z`` and log-weights."""
         lz, sz, lw_, sw = self.posteriors(xs)
         M = self.n_components
-        z = lz + sz * standard_noise(self.family, (K, *lz.shape), lz, generator)
-        w = lw_ + sw * standard_noise(self.family, (K, *lw_.shape), lw_, generator)
+        z = rsample(self.family, lz, sz, (K,), generator)
+        w = rsample(self.family, lw_, sw, (K,), generator)
         qz_loc, qz_scale = lz, sz
         if detach_q:
             lz, sz, lw_, sw = lz.detach(), sz.detach(), lw_.detach(), sw.detach()

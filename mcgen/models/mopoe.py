@@ -22,11 +22,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from mcgen.distributions import kl_diag_gaussian_std, rsample, standard_noise, std_from_logvar
 from mcgen.gaussian import product_of_experts
 from mcgen.models._multimodal import (
     SharedLatentModule,
     check_choice,
-    kl_diag_gaussian_std,
     non_empty_subsets,
     shared_latent_size,
 )
@@ -113,8 +113,7 @@ class MoPoEModule(SharedLatentModule):
         kl = kl_diag_gaussian_std(mu_s, logvar_s).mean(0)  # sum_S w_S KL_S, (B,)
         rows = torch.arange(mu_s.shape[1], device=mu_s.device)
         mu, logvar = mu_s[assign, rows], logvar_s[assign, rows]
-        eps = torch.randn(mu.shape, dtype=mu.dtype, device=mu.device, generator=generator)
-        z = mu + torch.exp(0.5 * logvar) * eps
+        z = rsample("gaussian", mu, std_from_logvar(logvar), generator=generator)
         ll = torch.stack([self.component_log_lik(m, self.decode_component(m, z), xs[m])
                           for m in range(self.n_components)], -1)
         if scaled:
@@ -144,8 +143,7 @@ class MoPoEModule(SharedLatentModule):
         return [self.likelihoods[d].mean(self.decode_component(d, z)) for d in range(self.n_components)]
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> list[Tensor]:
-        z = torch.randn((n, self.D), device=self.llik_scales.device, generator=generator)
-        return self.decode(z)
+        return self.decode(standard_noise("gaussian", (n, self.D), self.llik_scales, generator))
 
     def complete(self, xs_known: list[Tensor], known: list[int], n_samples: int = 1,
                  generator: torch.Generator | None = None) -> dict[int, Tensor]:
@@ -155,7 +153,6 @@ class MoPoEModule(SharedLatentModule):
         mask = torch.ones(mus.shape[0], dtype=torch.bool, device=mus.device)
         mask[0] = self._with_prior(tuple(known))
         mu, logvar = product_of_experts(mus, logvars, mask)
-        eps = torch.randn((n_samples, *mu.shape), dtype=mu.dtype, device=mu.device, generator=generator)
-        z = mu + torch.exp(0.5 * logvar) * eps
+        z = rsample("gaussian", mu, std_from_logvar(logvar), (n_samples,), generator)
         return {d: self.likelihoods[d].mean(self.decode_component(d, z))
                 for d in range(self.n_components) if d not in known}

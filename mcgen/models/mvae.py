@@ -18,8 +18,9 @@ import math
 import torch
 from torch import Tensor
 
+from mcgen.distributions import kl_diag_gaussian_std, rsample, standard_noise, std_from_logvar
 from mcgen.gaussian import product_of_experts
-from mcgen.models._multimodal import SharedLatentModule, kl_diag_gaussian_std, shared_latent_size
+from mcgen.models._multimodal import SharedLatentModule, shared_latent_size
 from mcgen.models.base import ComponentSpec
 
 
@@ -96,8 +97,7 @@ class MVAEModule(SharedLatentModule):
         for j, s in enumerate(subsets):
             mask[[1 + m for m in s], j] = True
         mu, logvar = product_of_experts(mus.unsqueeze(1), logvars.unsqueeze(1), mask)  # (S, B, D)
-        eps = torch.randn(mu.shape, dtype=mu.dtype, device=mu.device, generator=generator)
-        z = mu + torch.exp(0.5 * logvar) * eps
+        z = rsample("gaussian", mu, std_from_logvar(logvar), generator=generator)
         loss = kl_weight * kl_diag_gaussian_std(mu, logvar)
         for m in range(M):
             rows = [j for j, s in enumerate(subsets) if m in s]
@@ -127,15 +127,12 @@ class MVAEModule(SharedLatentModule):
         return [self.likelihoods[d].mean(self.decode_component(d, z)) for d in range(self.n_components)]
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> list[Tensor]:
-        dev = self.llik_scales.device
-        z = torch.randn((n, self.D), device=dev, generator=generator)
-        return self.decode(z)
+        return self.decode(standard_noise("gaussian", (n, self.D), self.llik_scales, generator))
 
     def complete(self, xs_known: list[Tensor], known: list[int], n_samples: int = 1,
                  generator: torch.Generator | None = None) -> dict[int, Tensor]:
         """``z ~ PoE(prior, q_k for k in known)``, decode the unknown components."""
         mu, logvar = self.posterior(xs_known, known)
-        eps = torch.randn((n_samples, *mu.shape), dtype=mu.dtype, device=mu.device, generator=generator)
-        z = mu + torch.exp(0.5 * logvar) * eps
+        z = rsample("gaussian", mu, std_from_logvar(logvar), (n_samples,), generator)
         return {d: self.likelihoods[d].mean(self.decode_component(d, z))
                 for d in range(self.n_components) if d not in known}
