@@ -512,3 +512,30 @@ def test_plot_dependency_graph(tmp_path):
     assert {t.get_text() for t in ax.texts} >= {"a", "b", "c", "0.90", "0.40", "0.10"}
     with pytest.raises(ValueError, match="symmetric"):
         plot_dependency_graph(np.triu(W))
+
+
+def test_dependency_graph_example_smoke(tmp_path, monkeypatch):
+    """examples/dependency_graph.py end to end (``--smoke``) on a tiny self-made BIKED table."""
+    import importlib.util
+    from pathlib import Path
+
+    from mcgen.datasets import biked
+    from tests._datasets_fixtures import jittered_rows, write_biked
+
+    home = tmp_path / "home"
+    monkeypatch.setattr(biked, "BIKED_SHA256", write_biked(home / "biked", jittered_rows(30)))
+    path = Path(__file__).resolve().parents[1] / "examples" / "dependency_graph.py"
+    spec = importlib.util.spec_from_file_location("example_dependency_graph", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    threads = torch.get_num_threads()
+    try:
+        out = tmp_path / "g.png"
+        result = example.main(["--smoke", "--data-home", str(home), "--graph", "star", "--out", str(out),
+                               "--json", str(tmp_path / "g.json")])
+    finally:
+        torch.set_num_threads(threads)
+    assert out.stat().st_size > 1000 and result["n_designs"] == 30
+    G = np.array(result["model"])
+    assert G.shape == (5, 5) and (G[1:, 1:] == 0).all() and (G[0, 1:] > 0).all()  # a star around the frame
+    assert json.loads((tmp_path / "g.json").read_text())["names"][0] == "frame"
