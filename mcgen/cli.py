@@ -70,15 +70,19 @@ def _json_meta(value):
 
 def _plugins(args: argparse.Namespace) -> int:
     import json
+    import warnings
 
     from mcgen.plugins import PluginError, get_plugin_manager, get_registries
 
     try:
-        pm = get_plugin_manager()
-        regs = get_registries()
-    except PluginError as exc:  # a broken or clashing plugin: say which, without a traceback
+        with warnings.catch_warnings():  # broken plugins are listed below, not warned about
+            warnings.simplefilter("ignore", UserWarning)
+            pm = get_plugin_manager()
+            regs = get_registries()
+    except PluginError as exc:  # pragma: no cover - the process-wide registries skip broken plugins
         print(f"mcgen plugins: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    broken = regs.broken
     tables = {"architectures": regs.architectures, "datasets": regs.datasets, "metrics": regs.metrics}
     origins = {}
     for name, plugin in pm.list_name_plugin():
@@ -94,8 +98,10 @@ def _plugins(args: argparse.Namespace) -> int:
                        **{k: _json_meta(v) for k, v in e.meta.items()}}
                 for name, e in sorted(table.items())
             }
+        out["broken"] = {b.name: {"distribution": b.distribution, "version": b.version, "reason": b.reason,
+                                  "names": list(b.names)} for b in broken.values()}
         print(json.dumps(out, indent=2, default=str))
-        return 0
+        return 1 if broken else 0
 
     def where(dist, version):
         return f"{dist} {version}" if dist else "(in-process)"
@@ -115,6 +121,14 @@ def _plugins(args: argparse.Namespace) -> int:
             desc = e.meta.get("description", "")
             print(f"  {name:{w_name}s} {e.plugin:{w_plug}s} {where(e.distribution, e.version):{w_dist}s} "
                   f"{extra}{desc}".rstrip())
+    if broken:
+        print("\nbroken plugins (skipped; everything above works without them):")
+        for b in broken.values():
+            print(f"  {b.name:{w_plug}s} {where(b.distribution, b.version)}\n      {b.reason}")
+        sys.stdout.flush()
+        for b in broken.values():
+            print(f"mcgen plugins: the {b.describe()} is broken and was skipped: {b.reason}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -18,7 +18,9 @@ __all__ = [
     "InvalidParameterError",
     "NotFittedError",
     "PersistenceError",
+    "PluginBrokenError",
     "PluginClashError",
+    "PluginContractError",
     "PluginError",
     "PluginLoadError",
     "PluginSignatureError",
@@ -62,3 +64,15 @@ class PluginSignatureError(PluginError, TypeError):
 
 class PluginLoadError(PluginError, ImportError):
     """An entry point of the ``"mcgen"`` group could not be imported."""
+
+
+class PluginBrokenError(PluginError, ValueError):
+    """A name was asked for that a broken plugin (skipped when the registries were collected)
+    tried to register; the message names the plugin and why it is broken."""
+
+
+class PluginContractError(PluginError, ValueError):
+    """A plugin's architecture or dataset loader does not keep the contract of
+    :mod:`mcgen.plugins.hookspecs` (a wrong output shape, a missing ``out_features``, a loader
+    that does not return ``(Components, info)``); the message names the plugin, the
+    architecture or dataset, and the component."""

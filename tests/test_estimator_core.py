@@ -228,8 +228,9 @@ def test_every_exception_class_lives_in_mcgen_exceptions_and_is_exported():
 
     defined = {name for name, obj in vars(exc_module).items()
                if isinstance(obj, type) and issubclass(obj, BaseException) and obj.__module__ == exc_module.__name__}
-    assert defined == {"ChecksumError", "DataTypeError", "PersistenceError", "PluginClashError", "PluginError",
-                       "PluginLoadError", "PluginSignatureError", "TrainingDivergedError"}
+    assert defined == {"ChecksumError", "DataTypeError", "PersistenceError", "PluginBrokenError", "PluginClashError",
+                       "PluginContractError", "PluginError", "PluginLoadError", "PluginSignatureError",
+                       "TrainingDivergedError"}
     for name in defined:
         assert getattr(mcgen, name) is getattr(exc_module, name)
     # the old import paths keep working

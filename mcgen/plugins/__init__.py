@@ -1,12 +1,20 @@
 """Plugin system: pluggy hook specifications, manager and registries."""
 
 # The plugin errors' home is mcgen.exceptions (documented there, through mcgen); importable from here too.
-from mcgen.exceptions import PluginClashError, PluginError, PluginLoadError, PluginSignatureError  # noqa: F401
+from mcgen.exceptions import (  # noqa: F401
+    PluginBrokenError,
+    PluginClashError,
+    PluginContractError,
+    PluginError,
+    PluginLoadError,
+    PluginSignatureError,
+)
 
 from .hookspecs import hookimpl, hookspec
 from .manager import (
     DISABLE_AUTOLOAD_ENV,
     Architecture,
+    BrokenPlugin,
     MCGenPluginManager,
     Metric,
     Registries,
@@ -29,6 +37,7 @@ from .manager import (
 __all__ = [
     "DISABLE_AUTOLOAD_ENV",
     "Architecture",
+    "BrokenPlugin",
     "MCGenPluginManager",
     "Metric",
     "Registries",

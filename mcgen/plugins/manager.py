@@ -10,6 +10,16 @@ The manager is a :class:`pluggy.PluginManager` that turns pluggy's generic valid
 into messages that say what mcgen expects (the hook signature, the distribution a broken
 plugin came from), and remembers which distribution every entry-point plugin belongs to so
 that ``mcgen plugins`` can report it.
+
+**A broken plugin is contained.**  The process-wide manager and registries (what estimators,
+:func:`load_dataset` and ``mcgen plugins`` use) skip a third-party plugin that cannot be
+imported, implements a hook wrongly, raises in a hook, returns its registrations instead of
+calling ``register``, or clashes with a name registered before it, and record it as a
+:class:`BrokenPlugin` with the reason (``get_registries().broken``): every other plugin, the
+built-ins included, keeps working, ``mcgen plugins`` lists the broken one, and asking for a
+name that is not registered names the broken plugins (the one that tried to register that name
+first).  :func:`make_plugin_manager` and :func:`collect_registries` called directly are strict
+by default (they raise), which is what a plugin's own tests want.
 """
 
 from __future__ import annotations
@@ -17,16 +27,24 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
 
-from mcgen.exceptions import PluginClashError, PluginLoadError, PluginSignatureError
+from mcgen.exceptions import (
+    PluginBrokenError,
+    PluginClashError,
+    PluginError,
+    PluginLoadError,
+    PluginSignatureError,
+)
 from mcgen.version import __version__
 
 from . import hookspecs
+from .contract import check_loader_result
 
 #: Built-in plugin modules, registered through the same hooks as any third-party plugin.
 BUILTIN_PLUGINS: tuple[str, ...] = (
@@ -87,13 +105,51 @@ class RegistryEntry:
     meta: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class BrokenPlugin:
+    """A plugin that was skipped because it is broken, and why.
+
+    Attributes
+    ----------
+    name : str
+        The plugin's name (the entry-point name for an installed plugin).
+    reason : str
+        What went wrong, as a one-paragraph message (the exception class and its message).
+    distribution, version : str or None
+        The distribution (pip package) it came from, when known.
+    names : tuple of str
+        The names it tried to register before it failed, as ``"dataset 'x'"`` (empty when it
+        failed before registering anything).
+    error : Exception or None
+        The exception that broke it.
+    """
+
+    name: str
+    reason: str
+    distribution: str | None = None
+    version: str | None = None
+    names: tuple[str, ...] = ()
+    error: BaseException | None = field(default=None, compare=False, repr=False)
+
+    def describe(self) -> str:
+        """``plugin 'name' (distribution version)``: how messages name it."""
+        where = f" ({self.distribution} {self.version})" if self.distribution else ""
+        return f"plugin {self.name!r}{where}"
+
+
 @dataclass
 class Registries:
-    """The architectures, datasets and metrics that the loaded plugins registered."""
+    """The architectures, datasets and metrics that the loaded plugins registered.
+
+    ``broken`` holds the plugins that were skipped (:class:`BrokenPlugin`, by plugin name);
+    it stays empty for registries collected strictly (the default of
+    :func:`collect_registries`), which raise instead.
+    """
 
     architectures: dict[str, RegistryEntry] = field(default_factory=dict)
     datasets: dict[str, RegistryEntry] = field(default_factory=dict)
     metrics: dict[str, RegistryEntry] = field(default_factory=dict)
+    broken: dict[str, BrokenPlugin] = field(default_factory=dict)
 
 
 def _signature_help(hook_name: str) -> str:
@@ -115,6 +171,9 @@ class MCGenPluginManager(pluggy.PluginManager):
         super().__init__(hookspecs.PROJECT_NAME)
         self.add_hookspecs(hookspecs)
         self._ep_distributions: list[tuple[object, importlib.metadata.Distribution]] = []
+        #: Entry-point plugins skipped by a tolerant load (:meth:`load_setuptools_entrypoints`
+        #: with ``strict=False``), by name.
+        self.broken: dict[str, BrokenPlugin] = {}
 
     # -- registration ---------------------------------------------------------------------------
     def register(self, plugin: object, name: str | None = None) -> str | None:
@@ -135,11 +194,20 @@ class MCGenPluginManager(pluggy.PluginManager):
         if plugin_name is not None:
             for hook_name in HOOK_SIGNATURES:
                 for impl in getattr(self.hook, hook_name).get_hookimpls():
-                    if impl.plugin is plugin and (impl.hookwrapper or impl.wrapper):
+                    if impl.plugin is not plugin:
+                        continue
+                    if impl.hookwrapper or impl.wrapper:
                         self.unregister(plugin)
                         raise PluginSignatureError(
                             f"plugin {plugin_name!r} implements {hook_name} as a wrapper; mcgen's "
                             f"registration hooks are plain functions. {_signature_help(hook_name)}")
+                    if "register" not in impl.argnames:
+                        # pluggy accepts an implementation taking fewer arguments than the
+                        # specification; without `register` it could never register anything.
+                        self.unregister(plugin)
+                        raise PluginSignatureError(
+                            f"plugin {plugin_name!r} implements {hook_name} without the `register` argument, "
+                            f"so it cannot register anything. {_signature_help(hook_name)}")
         return plugin_name
 
     @staticmethod
@@ -167,38 +235,79 @@ class MCGenPluginManager(pluggy.PluginManager):
                 f"plugin {label!r} implements a hook mcgen does not define: {exc}; mcgen's hooks are "
                 f"{', '.join(HOOK_SIGNATURES)}") from exc
 
+    def _check_known_hooks(self, plugin: object) -> None:
+        """:meth:`check_pending` for one plugin: refuse (and unregister) it when it implements a
+        hook mcgen does not define."""
+        for hook_name in list(vars(self.hook)):
+            if hook_name.startswith("_"):
+                continue
+            caller = getattr(self.hook, hook_name)
+            if caller.has_spec():
+                continue
+            if any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls()):
+                label = self.get_name(plugin) or repr(plugin)
+                self.unregister(plugin)
+                raise PluginSignatureError(
+                    f"plugin {label!r} implements a hook mcgen does not define: unknown hook {hook_name!r}; "
+                    f"mcgen's hooks are {', '.join(HOOK_SIGNATURES)}")
+
     # -- entry points -----------------------------------------------------------------------------
-    def load_setuptools_entrypoints(self, group: str, name: str | None = None) -> int:
+    def load_setuptools_entrypoints(self, group: str, name: str | None = None, *, strict: bool = True) -> int:
         """Load the plugins of entry-point ``group``; return how many were loaded.
 
         Like pluggy's loader, but an import error or a wrong hook signature names the entry
         point and the distribution it came from.
 
+        Parameters
+        ----------
+        group : str
+            The entry-point group (``"mcgen"``).
+        name : str, optional
+            Load only the entry point of this name.
+        strict : bool, default=True
+            Raise on the first broken entry point.  With ``False``, a broken entry point is
+            skipped and recorded in :attr:`broken` (a :class:`BrokenPlugin` with the reason),
+            and the others load.
+
+        Returns
+        -------
+        int
+            How many plugins were loaded.
+
         Raises
         ------
         PluginLoadError
-            When an entry point cannot be imported.
+            When an entry point cannot be imported (``strict`` only).
         PluginSignatureError
-            When a loaded plugin does not match the hook specifications.
+            When a loaded plugin does not match the hook specifications (``strict`` only).
         """
         count = 0
         for dist in list(importlib.metadata.distributions()):
             for ep in dist.entry_points:
                 if ep.group != group or (name is not None and ep.name != name):
                     continue
-                if self.has_plugin(ep.name) or self.is_blocked(ep.name):
+                if self.has_plugin(ep.name) or self.is_blocked(ep.name) or ep.name in self.broken:
                     continue
                 origin = f"entry point {ep.name!r} = {ep.value!r} of distribution " \
                          f"{dist.metadata['Name']!r} {dist.version}"
                 try:
-                    plugin = ep.load()
-                except Exception as exc:
-                    raise PluginLoadError(f"cannot load the mcgen plugin {origin}: "
-                                          f"{type(exc).__name__}: {exc}") from exc
-                try:
-                    self.register(plugin, name=ep.name)
-                except PluginSignatureError as exc:
-                    raise PluginSignatureError(f"{exc} (from {origin})") from exc
+                    try:
+                        plugin = ep.load()
+                    except Exception as exc:
+                        raise PluginLoadError(f"cannot load the mcgen plugin {origin}: "
+                                              f"{type(exc).__name__}: {exc}") from exc
+                    try:
+                        self.register(plugin, name=ep.name)
+                        if not strict:  # strict callers get the check from check_pending
+                            self._check_known_hooks(plugin)
+                    except PluginSignatureError as exc:
+                        raise PluginSignatureError(f"{exc} (from {origin})") from exc
+                except PluginError as exc:
+                    if strict:
+                        raise
+                    self.broken[ep.name] = BrokenPlugin(ep.name, f"{type(exc).__name__}: {exc}",
+                                                        dist.metadata["Name"], dist.version, error=exc)
+                    continue
                 self._ep_distributions.append((plugin, dist))
                 count += 1
         return count
@@ -226,7 +335,7 @@ class MCGenPluginManager(pluggy.PluginManager):
 
 
 def make_plugin_manager(
-    load_entrypoints: bool | None = None, builtins: bool = True
+    load_entrypoints: bool | None = None, builtins: bool = True, *, strict: bool = True
 ) -> MCGenPluginManager:
     """Build a fresh plugin manager.
 
@@ -237,10 +346,18 @@ def make_plugin_manager(
         "unless the environment variable ``MCGEN_DISABLE_PLUGIN_AUTOLOAD`` is set".
     builtins : bool
         Register mcgen's own built-in plugins.
+    strict : bool, default=True
+        Raise on a broken entry-point plugin.  With ``False`` (what the process-wide manager
+        uses) it is skipped and recorded in the manager's ``broken`` dict.
 
     Returns
     -------
     MCGenPluginManager
+
+    Raises
+    ------
+    PluginLoadError, PluginSignatureError
+        For a broken entry-point plugin, when ``strict``.
     """
     pm = MCGenPluginManager()
     if builtins:
@@ -249,7 +366,7 @@ def make_plugin_manager(
     if load_entrypoints is None:
         load_entrypoints = not os.environ.get(DISABLE_AUTOLOAD_ENV)
     if load_entrypoints:
-        pm.load_setuptools_entrypoints(hookspecs.PROJECT_NAME)
+        pm.load_setuptools_entrypoints(hookspecs.PROJECT_NAME, strict=strict)
     pm.check_pending()
     return pm
 
@@ -323,28 +440,60 @@ def _metric(function: Callable, *, greater_is_better: bool = False, description:
     return Metric(function, bool(greater_is_better), str(description))
 
 
-def collect_registries(pm: pluggy.PluginManager) -> Registries:
+def collect_registries(pm: pluggy.PluginManager, *, strict: bool = True) -> Registries:
     """Call every registration hook of ``pm`` and gather what the plugins registered.
 
     Each hook implementation gets its own ``register`` callback, so every entry records the
-    plugin (and distribution) it came from.
+    plugin (and distribution) it came from.  The hooks run first, then their registrations
+    are entered plugin by plugin in registration order (built-ins first), so a clash names the
+    earlier plugin as the owner.
+
+    Parameters
+    ----------
+    pm : pluggy.PluginManager
+    strict : bool, default=True
+        Raise on the first broken plugin.  With ``False`` (what :func:`get_registries` uses), a
+        plugin whose hook raises, returns a value instead of calling ``register``, calls
+        ``register`` wrongly or registers a name already taken is skipped as a whole (none of
+        its names are kept) and recorded in the result's ``broken``; so are the plugins the
+        manager could not load (``pm.broken``).
+
+    Returns
+    -------
+    Registries
 
     Raises
     ------
     PluginClashError
         When two plugins register the same name in one registry (the message names both).
     PluginSignatureError
-        When a plugin calls ``register`` with the wrong arguments.
+        When a plugin calls ``register`` with the wrong arguments, or its hook returns a value
+        instead of calling ``register``.
+    PluginError
+        When a hook raises any other exception (the message names the plugin and the hook).
     """
     regs = Registries()
+    regs.broken.update(getattr(pm, "broken", {}))
     hooks = (
         ("mcgen_register_architectures", regs.architectures, "architecture", _arch),
         ("mcgen_register_datasets", regs.datasets, "dataset", _dataset),
         ("mcgen_register_metrics", regs.metrics, "metric", _metric),
     )
+    # plugin -> the entries its hooks registered, in order: (table, kind, entry)
+    staged: dict[int, list[tuple[dict, str, RegistryEntry]]] = {}
+    order: list[object] = []
+
+    def fail(plugin: object, exc: Exception, names: list[str]) -> None:
+        name, dist, version = _plugin_origin(pm, plugin)
+        previous = regs.broken.get(name)
+        if previous is not None:  # a second hook of an already broken plugin
+            names = list(previous.names) + [n for n in names if n not in previous.names]
+            regs.broken[name] = BrokenPlugin(name, previous.reason, dist, version, tuple(names), previous.error)
+            return
+        regs.broken[name] = BrokenPlugin(name, f"{type(exc).__name__}: {exc}", dist, version, tuple(names), exc)
 
     def make_register(hook_name: str, table: dict[str, RegistryEntry], kind: str, plugin: object,
-                      build: Callable) -> Callable[..., None]:
+                      build: Callable, names: list[str]) -> Callable[..., None]:
         origin = _plugin_origin(pm, plugin)
 
         def register(name: str, *args: Any, **kwargs: Any) -> None:
@@ -352,27 +501,65 @@ def collect_registries(pm: pluggy.PluginManager) -> Registries:
             if not isinstance(name, str) or not name:
                 raise PluginSignatureError(f"{_describe(new)} registered a {kind} with an invalid name "
                                            f"{name!r} (a non-empty string is needed)")
-            if name in table:
-                raise PluginClashError(
-                    f"{kind} {name!r} is registered twice: by {_describe(table[name])} and by "
-                    f"{_describe(new)}; uninstall or block one of them "
-                    f"(MCGEN_DISABLE_PLUGIN_AUTOLOAD=1 disables all installed plugins)")
+            names.append(f"{kind} {name!r}")
             try:
                 obj = build(*args, **kwargs)
             except TypeError as exc:
                 raise PluginSignatureError(
                     f"{_describe(new)} registered {kind} {name!r} wrongly ({exc}); the callback's "
                     f"signature is {HOOK_SIGNATURES[hook_name]}") from exc
-            table[name] = RegistryEntry(name, obj, *origin, meta=dict(kwargs))
+            staged[id(plugin)].append((table, kind, RegistryEntry(name, obj, *origin, meta=dict(kwargs))))
 
         return register
 
     for hook_name, table, kind, build in hooks:
-        # get_hookimpls() is in registration order: built-ins first, so a clash names the
-        # built-in as the first owner.
+        # get_hookimpls() is in registration order: built-ins first.
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
-            register = make_register(hook_name, table, kind, impl.plugin, build)
-            impl.function(**{arg: register for arg in impl.argnames})
+            plugin = impl.plugin
+            if id(plugin) not in staged:
+                staged[id(plugin)] = []
+                order.append(plugin)
+            names: list[str] = []
+            register = make_register(hook_name, table, kind, plugin, build, names)
+            try:
+                try:
+                    returned = impl.function(**{arg: register for arg in impl.argnames})
+                except PluginError:
+                    raise
+                except Exception as exc:
+                    label = _describe(RegistryEntry("", None, *_plugin_origin(pm, plugin)))
+                    raise PluginError(f"{label}: its hook {hook_name} raised {type(exc).__name__}: {exc}") from exc
+                if returned is not None:
+                    label = _describe(RegistryEntry("", None, *_plugin_origin(pm, plugin)))
+                    raise PluginSignatureError(
+                        f"{label}: its hook {hook_name} returned a {type(returned).__name__} instead of calling "
+                        f"register; {_signature_help(hook_name)} (and return nothing)")
+            except PluginError as exc:
+                if strict:
+                    raise
+                fail(plugin, exc, names)
+
+    for plugin in order:
+        name = _plugin_origin(pm, plugin)[0]
+        if name in regs.broken:
+            continue
+        entries = staged[id(plugin)]
+        clash = None
+        for table, kind, entry in entries:
+            if entry.name in table:
+                clash = PluginClashError(
+                    f"{kind} {entry.name!r} is registered twice: by {_describe(table[entry.name])} and by "
+                    f"{_describe(entry)}; uninstall or block one of them "
+                    f"(MCGEN_DISABLE_PLUGIN_AUTOLOAD=1 disables all installed plugins)")
+                break
+            table[entry.name] = entry
+        if clash is not None:
+            if strict:
+                raise clash
+            for table, _, entry in entries:  # the plugin goes as a whole
+                if table.get(entry.name) is entry:
+                    del table[entry.name]
+            fail(plugin, clash, [f"{kind} {entry.name!r}" for _, kind, entry in entries])
     return regs
 
 
@@ -380,16 +567,30 @@ _STATE: dict[str, Any] = {}
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
-    """The process-wide plugin manager (built on first use)."""
+    """The process-wide plugin manager (built on first use).
+
+    A broken installed plugin does not stop it: it is skipped and recorded (the manager's
+    ``broken``; see :func:`get_registries`).
+    """
     if "pm" not in _STATE:
-        _STATE["pm"] = make_plugin_manager()
+        _STATE["pm"] = make_plugin_manager(strict=False)
     return _STATE["pm"]
 
 
 def get_registries() -> Registries:
-    """The process-wide registries (collected on first use)."""
+    """The process-wide registries (collected on first use).
+
+    Broken plugins are skipped, listed in the result's ``broken`` (by ``mcgen plugins`` too),
+    and announced once by a warning; everything else, the built-ins included, is registered.
+    """
     if "regs" not in _STATE:
-        _STATE["regs"] = collect_registries(get_plugin_manager())
+        regs = collect_registries(get_plugin_manager(), strict=False)
+        _STATE["regs"] = regs
+        for broken in regs.broken.values():
+            if broken.name not in _STATE.setdefault("warned", set()):
+                _STATE["warned"].add(broken.name)
+                warnings.warn(f"mcgen skipped the broken {broken.describe()}: {broken.reason} "
+                              "(`mcgen plugins` lists it; fix or uninstall it)", UserWarning, stacklevel=2)
     return _STATE["regs"]
 
 
@@ -429,7 +630,12 @@ def register_plugin(plugin: object, name: str | None = None) -> str:
         raise ValueError(f"plugin name {name!r} is blocked")
     try:
         pm.check_pending()
-        regs = collect_registries(pm)
+        # tolerant, so that an installed broken plugin does not refuse this one; this one's own
+        # failure is raised
+        regs = collect_registries(pm, strict=False)
+        own = regs.broken.get(registered)
+        if own is not None:
+            raise own.error if own.error is not None else PluginError(own.reason)
     except Exception:
         pm.unregister(name=registered)
         raise
@@ -446,14 +652,27 @@ def unregister_plugin(name: str) -> None:
     _STATE.pop("regs", None)
 
 
-def _lookup(table: dict[str, RegistryEntry], kind: str, name: str) -> RegistryEntry:
+def _lookup(table: dict[str, RegistryEntry], kind: str, name: str,
+            broken: dict[str, BrokenPlugin] | None = None) -> RegistryEntry:
     if not isinstance(name, str):
         raise TypeError(f"{kind} name must be a string, got {type(name).__name__}")
     try:
         return table[name]
     except KeyError:
-        valid = ", ".join(sorted(table)) or "(none)"
-        raise ValueError(f"unknown {kind} {name!r}; registered {kind}s: {valid}") from None
+        pass
+    broken = {} if broken is None else broken
+    wanted = f"{kind} {name!r}"
+    owners = [b for b in broken.values() if wanted in b.names]
+    if owners:
+        b = owners[0]
+        raise PluginBrokenError(f"{wanted} comes from the {b.describe()}, which is broken and was skipped: "
+                                f"{b.reason}")
+    valid = ", ".join(sorted(table)) or "(none)"
+    msg = f"unknown {kind} {name!r}; registered {kind}s: {valid}"
+    if broken:
+        msg += ("; it may come from a broken plugin that was skipped: "
+                + "; ".join(f"{b.describe()}: {b.reason}" for b in broken.values()))
+    raise ValueError(msg)
 
 
 def get_architecture(name: str) -> Architecture:
@@ -464,7 +683,8 @@ def get_architecture(name: str) -> Architecture:
     ValueError
         For an unknown name (the message lists the registered ones).
     """
-    return _lookup(get_registries().architectures, "architecture", name).obj
+    regs = get_registries()
+    return _lookup(regs.architectures, "architecture", name, regs.broken).obj
 
 
 def component_kind(shape: tuple[int, ...]) -> str:
@@ -524,7 +744,8 @@ def get_metric_info(name: str) -> Metric:
     ValueError
         For an unknown name (the message lists the registered ones).
     """
-    return _lookup(get_registries().metrics, "metric", name).obj
+    regs = get_registries()
+    return _lookup(regs.metrics, "metric", name, regs.broken).obj
 
 
 def load_dataset(name: str, **kwargs: Any):
@@ -534,6 +755,12 @@ def load_dataset(name: str, **kwargs: Any):
     ------
     ValueError
         For an unknown name (the message lists the registered ones).
+    PluginBrokenError
+        For a name that a broken plugin tried to register (the message says why it is broken).
+    PluginContractError
+        When the loader does not return ``(Components, info dict)`` (the message names the
+        dataset and its plugin).
     """
-    loader = _lookup(get_registries().datasets, "dataset", name).obj
-    return loader(**kwargs)
+    regs = get_registries()
+    entry = _lookup(regs.datasets, "dataset", name, regs.broken)
+    return check_loader_result(entry.obj(**kwargs), f"dataset {name!r} of {_describe(entry)}")
