@@ -17,6 +17,7 @@ from torch import Tensor
 __all__ = [
     "FAMILIES",
     "gaussian_log_density",
+    "gaussian_rsample",
     "kl_diag_gaussian_std",
     "laplace_log_density",
     "log_density",
@@ -152,6 +153,25 @@ def rsample(family: str, loc: Tensor, scale: Tensor, sample_shape: tuple[int, ..
 def std_from_logvar(logvar: Tensor) -> Tensor:
     """Standard deviation ``exp(logvar / 2)`` of a Gaussian parameterised by its log-variance."""
     return torch.exp(0.5 * logvar)
+
+
+def gaussian_rsample(mu: Tensor, logvar: Tensor, sample_shape: tuple[int, ...] = (),
+                     generator: torch.Generator | None = None) -> Tensor:
+    """Reparameterised draws from ``N(mu, exp(logvar))`` (diagonal).
+
+    Parameters
+    ----------
+    mu, logvar : Tensor (...)
+        Mean and log-variance.
+    sample_shape : tuple of int, default=()
+    generator : torch.Generator, optional
+
+    Returns
+    -------
+    Tensor (*sample_shape, ...)
+        ``rsample("gaussian", mu, std_from_logvar(logvar), sample_shape, generator)``.
+    """
+    return rsample("gaussian", mu, std_from_logvar(logvar), sample_shape, generator)
 
 
 def kl_diag_gaussian_std(mu: Tensor, logvar: Tensor) -> Tensor:

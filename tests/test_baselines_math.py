@@ -11,10 +11,11 @@ import torch
 from scipy import stats
 
 import mcgen
+from mcgen.distributions import kl_diag_gaussian_std, log_prob, standard_noise
 from mcgen.likelihoods import make_likelihood
-from mcgen.models._multimodal import kl_diag_gaussian_std, log_prob, standard_noise
 from mcgen.models.base import ComponentSpec
-from mcgen.models.mmvae import MMVAEModule, sample_mixture
+from mcgen.models.experts import sample_mixture
+from mcgen.models.mmvae import MMVAEModule
 from mcgen.models.mmvaeplus import MMVAEPlusModule
 from mcgen.models.mopoe import MoPoEModule
 from mcgen.models.mvae import MVAEModule
@@ -285,7 +286,7 @@ def test_dreg_generative_gradients_and_value_are_the_iwae_ones(cls, looser):
 
 def test_dreg_pooled_rejects_reparameterised_cross_terms():
     """The pooled bound cannot move the other experts' terms onto the pool's own samples."""
-    from mcgen.models.mmvae import dreg_loss
+    from mcgen.models.importance import dreg_loss
 
     z = torch.zeros(2, 2, 1, 3, requires_grad=True)
     with pytest.raises(ValueError, match="fresh draw"):

@@ -16,8 +16,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mcgen.models._multimodal import positive_scale
 from mcgen.models.base import ComponentSpec
+from mcgen.models.experts import positive_scale
 from mcgen.models.mmvae import MMVAEModule
 from mcgen.models.mmvaeplus import MMVAEPlusModule
 from mcgen.plugins import get_architecture

@@ -1,27 +1,34 @@
 """Building blocks shared by the multimodal VAE baselines (MVAE, MMVAE, MoPoE-VAE, MMVAE+).
 
-Diagonal latent distributions (Gaussian or Laplace) with reparameterised sampling through an
-optional ``torch.Generator``, their log densities, the closed-form KL of a diagonal Gaussian to
-N(0, I), normalised importance weights, and a base module with one encoder (plus a linear
-head) and one decoder per component over a latent shared by all components.
+A base module with one encoder (plus a linear head) and one decoder per component over a latent
+shared by all components, its products-of-experts form (MVAE, MoPoE-VAE), and the option
+checks.  The distributions live in :mod:`mcgen.distributions`, what is done with experts
+(scales, products, mixtures) in :mod:`mcgen.models.experts`, the importance-weighted objectives
+in :mod:`mcgen.models.importance`; the names that used to be defined here are re-exported.
 """
 
 from __future__ import annotations
 
-import math
-from itertools import combinations
-
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-# kl_diag_gaussian_std, log_prob, standard_noise: at home in mcgen.distributions, re-exported here.
-from mcgen.distributions import kl_diag_gaussian_std, log_prob, standard_noise
+# Re-exported from their homes (they used to be defined here).
+from mcgen.distributions import FAMILIES, kl_diag_gaussian_std, log_prob, standard_noise
+from mcgen.gaussian import product_of_experts
 from mcgen.models.base import ComponentSpec, MultiComponentModule, build_decoder, build_encoder
+from mcgen.models.experts import (
+    SCALE_EPS,
+    SCALE_PARAMETERISATIONS,
+    non_empty_subsets,
+    positive_scale,
+    with_prior_expert,
+)
+from mcgen.models.importance import iw_weights, log_mean_exp
 
 __all__ = [
     "LATENT_FAMILIES",
     "OBJECTIVES",
+    "ProductOfExpertsModule",
     "SCALE_EPS",
     "SCALE_PARAMETERISATIONS",
     "SharedLatentModule",
@@ -37,48 +44,16 @@ __all__ = [
     "standard_noise",
 ]
 
-LATENT_FAMILIES = ("laplace", "gaussian")
-SCALE_PARAMETERISATIONS = ("softmax", "softplus")
+#: Families of the latent distributions (``posterior=`` of MMVAE and MMVAE+).
+LATENT_FAMILIES = FAMILIES
+#: Training objectives of MMVAE and MMVAE+ (:func:`mcgen.models.importance.iw_objective`).
 OBJECTIVES = ("elbo", "iwae", "dreg")
-#: Added to every posterior scale (the official MMVAE code adds 1e-6 after its softmax).
-SCALE_EPS = 1e-6
 
 
 def check_choice(value, valid: tuple[str, ...], name: str) -> str:
     if value not in valid:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, valid))}, got {value!r}")
     return value
-
-
-def positive_scale(raw: Tensor, parameterisation: str) -> Tensor:
-    """Posterior scale from a raw head output.
-
-    ``"softmax"``: ``softmax(raw) * D + eps`` over the latent axis (the official MMVAE / MMVAE+
-    parameterisation: the scales of a posterior always sum to D, i.e. average 1).
-    ``"softplus"``: ``softplus(raw) + eps``, each scale free.
-    """
-    if parameterisation == "softmax":
-        return F.softmax(raw, dim=-1) * raw.shape[-1] + SCALE_EPS
-    return F.softplus(raw) + SCALE_EPS
-
-
-def log_mean_exp(x: Tensor, dim) -> Tensor:
-    """``log mean exp`` over ``dim`` (an int or a tuple of ints), numerically stable."""
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
-    n = math.prod(x.shape[d] for d in dims)
-    return torch.logsumexp(x, dim=dims) - math.log(n)
-
-
-def iw_weights(lw: Tensor, dim) -> Tensor:
-    """Normalised importance weights ``softmax(lw)`` over ``dim`` (detached)."""
-    lw = lw.detach()
-    return torch.exp(lw - torch.logsumexp(lw, dim=dim, keepdim=True))
-
-
-def non_empty_subsets(M: int) -> list[tuple[int, ...]]:
-    """All non-empty subsets of ``range(M)``: singletons, pairs, ..., the full set (the order
-    of the official MoPoE code)."""
-    return [s for k in range(1, M + 1) for s in combinations(range(M), k)]
 
 
 def shared_latent_size(specs: list[ComponentSpec], model: str) -> int:
@@ -136,3 +111,66 @@ class SharedLatentModule(MultiComponentModule):
         lead = loc.shape[: loc.dim() - x.dim()]
         flat = loc.reshape(-1, *x.shape[1:])
         return self.likelihoods[d].log_prob(flat, expand_rows(x, lead)).reshape(*lead, x.shape[0])
+
+
+class ProductOfExpertsModule(SharedLatentModule):
+    """A :class:`SharedLatentModule` whose encoder heads give Gaussian experts (mean and
+    log-variance), multiplied together with the N(0, I) prior expert (MVAE, MoPoE-VAE).
+
+    The experts are stacked with the prior expert in row 0 (:func:`mcgen.models.experts.with_prior_expert`),
+    the products are :func:`mcgen.gaussian.product_of_experts`.
+    """
+
+    def experts(self, xs: list[Tensor], which: list[int] | None = None) -> tuple[Tensor, Tensor]:
+        """Means and log-variances of the prior expert (row 0) and the listed components' experts.
+
+        Parameters
+        ----------
+        xs : list of Tensor
+            The listed components' batches, in the order of ``which``.
+        which : list of int, optional
+            Component indices (default: all, in order).
+
+        Returns
+        -------
+        mus, logvars : Tensor (1 + len(which), B, D)
+        """
+        return with_prior_expert(*self.encoder_outputs(xs, which))
+
+    def product(self, xs: list[Tensor], which: list[int] | None = None, prior: bool = True
+                ) -> tuple[Tensor, Tensor]:
+        """The product of the listed components' experts, and of the prior expert when ``prior``.
+
+        Parameters
+        ----------
+        xs : list of Tensor
+        which : list of int, optional
+        prior : bool, default=True
+
+        Returns
+        -------
+        mu, logvar : Tensor (B, D)
+        """
+        mus, logvars = self.experts(xs, which)
+        mask = None
+        if not prior:
+            mask = torch.ones(mus.shape[0], dtype=torch.bool, device=mus.device)
+            mask[0] = False
+        return product_of_experts(mus, logvars, mask)
+
+    def subset_products(self, xs: list[Tensor], mask: Tensor) -> tuple[Tensor, Tensor]:
+        """The product for every subset of the components, all at once.
+
+        Parameters
+        ----------
+        xs : list of Tensor
+            Every component's batch.
+        mask : Tensor (1 + M, S) of bool
+            Which experts each product multiplies (:func:`mcgen.models.experts.subset_mask`).
+
+        Returns
+        -------
+        mu, logvar : Tensor (S, B, D)
+        """
+        mus, logvars = self.experts(xs)
+        return product_of_experts(mus.unsqueeze(1), logvars.unsqueeze(1), mask)

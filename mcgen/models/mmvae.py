@@ -14,7 +14,7 @@ Objectives (per row):
 * ``"iwae"``: ``looser=True``: ``(1/M) sum_m log (1/K) sum_k exp lw_{m,k}`` (the paper's
   stratified IWAE); ``looser=False``: ``log (1/(MK)) sum_{m,k} exp lw_{m,k}``;
 * ``"dreg"``: the IWAE value with doubly-reparameterised gradients (Tucker et al. 2019) made
-  unbiased for the mixture proposal (:func:`dreg_loss`): the decoder and prior get
+  unbiased for the mixture proposal (:func:`mcgen.models.importance.dreg_loss`): the decoder and prior get
   ``sum w_hat grad lw``; the encoders get the path derivative ``sum w_hat (d lw/dz)(dz/dphi)``
   (posterior parameters detached inside ``log q``) minus ``beta`` times a reparameterised
   estimate of the score term of ``log q_mix``, which holds every expert's score, not only the
@@ -24,8 +24,6 @@ Objectives (per row):
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import Tensor, nn
@@ -37,131 +35,15 @@ from mcgen.models._multimodal import (
     SCALE_PARAMETERISATIONS,
     SharedLatentModule,
     check_choice,
-    iw_weights,
-    log_mean_exp,
-    positive_scale,
     shared_latent_size,
 )
 from mcgen.models.base import ComponentSpec
+from mcgen.models.experts import mixture_log_prob, positive_scale, sample_mixture, softmax_scale
+from mcgen.models.importance import dreg_loss, iw_objective, others_logsumexp
 
-
-def mixture_log_prob(family: str, z: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
-    """``log (1/E) sum_e q_e(z)`` for samples ``z`` ``(*lead, B, D)`` and ``E`` experts
-    ``loc, scale`` ``(E, B, D)``; returns ``(*lead, B)``."""
-    lp = log_prob(family, z.unsqueeze(-3), loc, scale)  # (*lead, E, B)
-    return torch.logsumexp(lp, dim=-2) - math.log(loc.shape[0])
-
-
-def iw_objective(lw: Tensor, objective: str, looser: bool) -> Tensor:
-    """Objective value per row from log-weights ``(K, M, B)`` (DReG has the IWAE value)."""
-    if objective == "elbo":
-        return lw.mean((0, 1))
-    if looser:
-        return log_mean_exp(lw, 0).mean(0)
-    return log_mean_exp(lw, (0, 1))
-
-
-def others_logsumexp(a: Tensor) -> Tensor:
-    """``out[k] = log sum_{l != k} exp(a[l])`` along the first axis, for every ``k``
-    (``-inf`` where the axis has one entry)."""
-    n = a.shape[0]
-    eye = torch.eye(n, dtype=torch.bool, device=a.device).reshape(n, n, *([1] * (a.dim() - 1)))
-    return torch.logsumexp(a.unsqueeze(0).masked_fill(eye, float("-inf")), dim=1)
-
-
-def dreg_loss(lw: Tensor, z: Tensor, family: str, loc: Tensor, scale: Tensor, beta: float, looser: bool,
-              cross: str = "reparam", private: Tensor | None = None) -> Tensor:
-    """Per-row loss whose value is minus the IWAE bound and whose gradient is an unbiased
-    doubly-reparameterised (DReG) estimate of the IWAE gradient for a mixture proposal.
-
-    Parameters
-    ----------
-    lw : Tensor (K, M, B)
-        Log-weights ``a = b(z) - beta log q_mix(z)`` (``b``: the log-likelihoods and
-        ``beta log p``), computed with the posterior parameters **detached** inside ``log q`` and
-        the reparameterised samples live; group ``m`` holds the K samples drawn from expert m.
-    z : Tensor (K, M, B, D)
-        Those samples of the mixture latent.
-    family : {"laplace", "gaussian"}
-    loc, scale : Tensor (M, B, D)
-        The experts' parameters (live: the cross terms of ``cross="score"`` differentiate them).
-    beta : float
-        Weight of ``log p - log q`` in ``lw`` (it multiplies the score terms).
-    looser : bool
-        Stratified bound (log-mean-exp within each group) or one pool of ``M K`` samples.
-    cross : {"reparam", "score"}
-        How the other experts' score terms of ``log q_mix`` are estimated: moved onto the other
-        groups' samples and reparameterised (needs ``looser``; no extra decoder pass), or kept as
-        score-function terms weighted by the responsibilities.
-    private : Tensor (K, M, B, Dw), optional
-        Samples of a latent whose proposal in group ``m`` is one density (not a mixture; MMVAE+'s
-        ``w_m``), also inside ``lw``.
-
-    Notes
-    -----
-    The gradient is: decoders, prior and any other generative parameter, ``sum w_hat grad lw``
-    (the IWAE gradient); encoders, the path term ``sum w_hat (d lw / d z)(d z / d phi)`` minus
-    ``beta`` times a reparameterised form of the score term
-    ``E[sum_k w_hat_k sum_j r_j(z_k) d log q_j(z_k) / d phi]`` (``r_j`` the responsibilities).
-    ``docs/baselines.md`` ("DReG for mixture proposals") derives it.  The z-gradients of the
-    log-weights come from one ``autograd.grad`` (through the decoders' inputs only); with the
-    stratified bound and K = 1 the score term has expectation zero and is left out (the estimator
-    is then the path derivative).
-    """
-    if cross not in ("reparam", "score"):
-        raise ValueError(f"cross must be 'reparam' or 'score', got {cross!r}")
-    if cross == "reparam" and not looser:
-        raise ValueError("cross='reparam' needs the stratified (looser) bound: the pooled bound would need a "
-                         "fresh draw from every expert outside the pool")
-    K, M, B = lw.shape
-    value = iw_objective(lw.detach(), "iwae", looser)
-    w = iw_weights(lw, 0 if looser else (0, 1))
-    norm = M if looser else 1
-    surrogate = (w * lw).sum((0, 1)) / norm
-    latents = [z] if private is None else [z, private]
-    live = torch.is_grad_enabled() and all(t.requires_grad for t in latents) and lw.requires_grad
-    if live and not (looser and K == 1) and beta != 0:
-        surrogate = surrogate - beta * _score_correction(lw, latents, family, loc, scale, w, looser, cross) / norm
-    return -(value + surrogate - surrogate.detach())
-
-
-def _score_correction(lw: Tensor, latents: list[Tensor], family: str, loc: Tensor, scale: Tensor, w: Tensor,
-                      looser: bool, cross: str) -> Tensor:
-    """Surrogate (per row, before the ``1/M`` of the stratified bound) whose encoder gradient is
-    the estimate of the score term of :func:`dreg_loss`; it has no gradient for any generative
-    parameter."""
-    K, M, B = lw.shape
-    grads = torch.autograd.grad(lw.sum(), latents, retain_graph=True)
-    base = lw.detach()
-
-    def linear(i: int) -> Tensor:
-        """``lw`` to first order in latent ``i`` alone: its value and z-gradient, no parameter."""
-        t = latents[i]
-        return base + ((t - t.detach()) * grads[i]).sum(-1)
-
-    # Leave-one-out normalisers: log sum_{l != k} exp lw_l within each group (or over the pool).
-    others = others_logsumexp(base) if looser else others_logsumexp(base.reshape(K * M, B)).reshape(K, M, B)
-    z = latents[0]
-    lp = log_prob(family, z.unsqueeze(-3), loc.detach(), scale.detach())  # (K, J, E, B): q_e at z_kj
-    log_r = lp - torch.logsumexp(lp, dim=2, keepdim=True)
-    a_z = linear(0)
-    if cross == "reparam":
-        # Expert m's score at group j's samples: z_kj stands in for the k-th sample of group m,
-        # weighted by w(z_kj) / (w(z_kj) + sum_{l != k} w(z_lm)) and by r_m(z_kj).
-        a = a_z.unsqueeze(2)
-        log_w_hat = a - torch.logaddexp(a, others.unsqueeze(1))  # (K, J, M, B)
-        out = (log_w_hat + log_r).exp().sum((0, 1, 2))
-    else:
-        own = log_r.diagonal(dim1=1, dim2=2).movedim(-1, 1)  # r_j(z_kj), (K, J, B)
-        out = (a_z - torch.logaddexp(a_z, others) + own).exp().sum((0, 1))
-        # The other experts' terms as score functions: sum w_hat sum_{e != j} r_e d log q_e(z).
-        lq = log_prob(family, z.detach().unsqueeze(-3), loc, scale)  # live parameters, fixed samples
-        r_cross = log_r.detach().exp() * (1 - torch.eye(M, dtype=lw.dtype, device=lw.device)).unsqueeze(-1)
-        out = out + (w.unsqueeze(2) * r_cross * lq).sum((0, 1, 2))
-    if len(latents) > 1:  # the private latent: its own density, no mixture
-        a_w = linear(1)
-        out = out + (a_w - torch.logaddexp(a_w, others)).exp().sum((0, 1))
-    return out
+# mixture_log_prob, sample_mixture, others_logsumexp and dreg_loss used to be defined here; their
+# homes are mcgen.models.experts and mcgen.models.importance, and they stay importable from here.
+__all__ = ["MMVAEModule", "dreg_loss", "iw_objective", "mixture_log_prob", "others_logsumexp", "sample_mixture"]
 
 
 class MMVAEModule(SharedLatentModule):
@@ -214,7 +96,7 @@ class MMVAEModule(SharedLatentModule):
 
     def prior_scale(self) -> Tensor:
         """``softmax(theta) D`` (1 everywhere at initialisation)."""
-        return torch.softmax(self.prior_logits, -1) * self.D
+        return softmax_scale(self.prior_logits)
 
     def posteriors(self, xs: list[Tensor], which: list[int] | None = None) -> tuple[Tensor, Tensor]:
         """Locations and scales of the listed unimodal posteriors, each ``(E, B, D)``."""
@@ -275,13 +157,3 @@ class MMVAEModule(SharedLatentModule):
         z = sample_mixture(self.family, loc, scale, n_samples, generator)
         return {d: self.likelihoods[d].mean(self.decode_component(d, z))
                 for d in range(self.n_components) if d not in known}
-
-
-def sample_mixture(family: str, loc: Tensor, scale: Tensor, n_samples: int,
-                   generator: torch.Generator | None = None) -> Tensor:
-    """``n_samples`` draws per row from the uniform mixture of ``E`` experts ``(E, B, D)``:
-    returns ``(n_samples, B, D)``."""
-    E, B, _ = loc.shape
-    pick = torch.randint(E, (n_samples, B), device=loc.device, generator=generator)
-    rows = torch.arange(B, device=loc.device)
-    return rsample(family, loc[pick, rows], scale[pick, rows], generator=generator)

@@ -19,7 +19,7 @@ Log-weight
 Objectives as MMVAE's stratified ones per component: ``"elbo"`` (mean of lw), ``"iwae"``
 (``(1/M) sum_m log (1/K) sum_k exp lw``, which the official code calls ``m_elbo``), ``"dreg"``
 (IWAE value, doubly-reparameterised gradients, unbiased for the mixture ``q(z | X)``: see
-:func:`mcgen.models.mmvae.dreg_loss`; ``w_m`` has one density, ``z`` the mixture, whose other
+:func:`mcgen.models.importance.dreg_loss`; ``w_m`` has one density, ``z`` the mixture, whose other
 experts' score terms stay score functions here).  :meth:`MMVAEPlusModule.elbo` (the score)
 adds ``sum_{d != m} [log p(w~_d) - log r_d(w~_d)]``, without which it is no lower bound.
 Unconditional samples: ``z ~ p(z)``, ``w_d ~ p(w)``.  Conditional: ``z`` from the mixture of the
@@ -37,11 +37,11 @@ from mcgen.models._multimodal import (
     OBJECTIVES,
     SCALE_PARAMETERISATIONS,
     check_choice,
-    positive_scale,
     shared_latent_size,
 )
 from mcgen.models.base import ComponentSpec, MultiComponentModule, build_decoder, build_encoder
-from mcgen.models.mmvae import dreg_loss, iw_objective, mixture_log_prob, sample_mixture
+from mcgen.models.experts import mixture_log_prob, positive_scale, sample_mixture, softmax_scale
+from mcgen.models.importance import dreg_loss, iw_objective
 
 
 class MMVAEPlusModule(MultiComponentModule):
@@ -94,7 +94,7 @@ class MMVAEPlusModule(MultiComponentModule):
 
     def aux_scale(self) -> Tensor:
         """Scales of the auxiliary priors ``r_d``, ``(M, Dw)``."""
-        return torch.softmax(self.aux_logits, -1) * self.Dw
+        return softmax_scale(self.aux_logits)
 
     def posteriors(self, xs: list[Tensor], which: list[int] | None = None):
         """``(loc_z, scale_z, loc_w, scale_w)`` of the listed components, each ``(E, B, .)``."""

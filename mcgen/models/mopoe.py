@@ -22,15 +22,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mcgen.distributions import kl_diag_gaussian_std, rsample, standard_noise, std_from_logvar
-from mcgen.gaussian import product_of_experts
-from mcgen.models._multimodal import (
-    SharedLatentModule,
-    check_choice,
-    non_empty_subsets,
-    shared_latent_size,
-)
+from mcgen.distributions import gaussian_rsample, kl_diag_gaussian_std, standard_noise
+from mcgen.models._multimodal import ProductOfExpertsModule, check_choice, shared_latent_size
 from mcgen.models.base import ComponentSpec
+from mcgen.models.experts import non_empty_subsets, subset_mask
 
 PRIOR_EXPERT_POLICIES = ("full", "all", "none")
 MIXTURE_SAMPLING = ("partition", "random")
@@ -38,7 +33,7 @@ MIXTURE_SAMPLING = ("partition", "random")
 MAX_COMPONENTS = 16
 
 
-class MoPoEModule(SharedLatentModule):
+class MoPoEModule(ProductOfExpertsModule):
     """MoPoE-VAE.
 
     Parameters
@@ -62,13 +57,8 @@ class MoPoEModule(SharedLatentModule):
         self.beta = float(beta)
         self.prior_expert = check_choice(prior_expert, PRIOR_EXPERT_POLICIES, "prior_expert")
         self.mixture_sampling = check_choice(mixture_sampling, MIXTURE_SAMPLING, "mixture_sampling")
-        M = len(specs)
-        self.subsets = non_empty_subsets(M)
-        mask = torch.zeros(M + 1, len(self.subsets), dtype=torch.bool)
-        for j, s in enumerate(self.subsets):
-            mask[[1 + m for m in s], j] = True
-            mask[0, j] = self._with_prior(s)
-        self.register_buffer("subset_mask", mask, persistent=False)
+        self.subsets = non_empty_subsets(len(specs))
+        self.register_buffer("subset_mask", subset_mask(len(specs), self.subsets, self._with_prior), persistent=False)
 
     @property
     def latent_size(self) -> int:
@@ -86,16 +76,9 @@ class MoPoEModule(SharedLatentModule):
         return len(subset) == self.n_components
 
     # ------------------------------------------------------------------------------------------
-    def experts(self, xs: list[Tensor], which: list[int] | None = None) -> tuple[Tensor, Tensor]:
-        """Prior expert (row 0) and the listed components' experts, each ``(1 + E, B, D)``."""
-        mu, logvar = self.encoder_outputs(xs, which)
-        zero = mu.new_zeros(1, *mu.shape[1:])
-        return torch.cat([zero, mu]), torch.cat([zero, logvar])
-
     def subset_posteriors(self, xs: list[Tensor]) -> tuple[Tensor, Tensor]:
         """``q_S`` for every subset: means and log-variances ``(2^M - 1, B, D)``."""
-        mus, logvars = self.experts(xs)
-        return product_of_experts(mus.unsqueeze(1), logvars.unsqueeze(1), self.subset_mask)
+        return self.subset_products(xs, self.subset_mask)
 
     def assignment(self, B: int, device, generator: torch.Generator | None = None,
                    rule: str | None = None) -> Tensor:
@@ -113,7 +96,7 @@ class MoPoEModule(SharedLatentModule):
         kl = kl_diag_gaussian_std(mu_s, logvar_s).mean(0)  # sum_S w_S KL_S, (B,)
         rows = torch.arange(mu_s.shape[1], device=mu_s.device)
         mu, logvar = mu_s[assign, rows], logvar_s[assign, rows]
-        z = rsample("gaussian", mu, std_from_logvar(logvar), generator=generator)
+        z = gaussian_rsample(mu, logvar, generator=generator)
         ll = torch.stack([self.component_log_lik(m, self.decode_component(m, z), xs[m])
                           for m in range(self.n_components)], -1)
         if scaled:
@@ -149,10 +132,7 @@ class MoPoEModule(SharedLatentModule):
                  generator: torch.Generator | None = None) -> dict[int, Tensor]:
         """``z ~ q_K`` (the product of the known experts, with the prior expert as the policy
         says), decode the unknown components."""
-        mus, logvars = self.experts(xs_known, known)
-        mask = torch.ones(mus.shape[0], dtype=torch.bool, device=mus.device)
-        mask[0] = self._with_prior(tuple(known))
-        mu, logvar = product_of_experts(mus, logvars, mask)
-        z = rsample("gaussian", mu, std_from_logvar(logvar), (n_samples,), generator)
+        mu, logvar = self.product(xs_known, known, prior=self._with_prior(tuple(known)))
+        z = gaussian_rsample(mu, logvar, (n_samples,), generator)
         return {d: self.likelihoods[d].mean(self.decode_component(d, z))
                 for d in range(self.n_components) if d not in known}

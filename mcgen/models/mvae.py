@@ -18,13 +18,13 @@ import math
 import torch
 from torch import Tensor
 
-from mcgen.distributions import kl_diag_gaussian_std, rsample, standard_noise, std_from_logvar
-from mcgen.gaussian import product_of_experts
-from mcgen.models._multimodal import SharedLatentModule, shared_latent_size
+from mcgen.distributions import gaussian_rsample, kl_diag_gaussian_std, standard_noise
+from mcgen.models._multimodal import ProductOfExpertsModule, shared_latent_size
 from mcgen.models.base import ComponentSpec
+from mcgen.models.experts import subset_mask
 
 
-class MVAEModule(SharedLatentModule):
+class MVAEModule(ProductOfExpertsModule):
     """MVAE with the sub-sampled training objective.
 
     Parameters
@@ -50,17 +50,9 @@ class MVAEModule(SharedLatentModule):
         return self.D
 
     # ------------------------------------------------------------------------------------------
-    def experts(self, xs: list[Tensor], which: list[int] | None = None) -> tuple[Tensor, Tensor]:
-        """Means and log-variances of the prior expert (row 0) and the listed components'
-        experts, each ``(1 + len(which), B, D)``."""
-        mu, logvar = self.encoder_outputs(xs, which)
-        zero = mu.new_zeros(1, *mu.shape[1:])
-        return torch.cat([zero, mu]), torch.cat([zero, logvar])
-
     def posterior(self, xs: list[Tensor], which: list[int] | None = None) -> tuple[Tensor, Tensor]:
         """``PoE(prior, q_m for m in which)``: mean and log-variance, each ``(B, D)``."""
-        mus, logvars = self.experts(xs, which)
-        return product_of_experts(mus, logvars)
+        return self.product(xs, which)
 
     def random_subsets(self) -> list[tuple[int, ...]]:
         """``n_random_subsets`` distinct subsets of size 2..M-1 drawn with torch's global RNG."""
@@ -91,13 +83,9 @@ class MVAEModule(SharedLatentModule):
                       scaled: bool = True, generator: torch.Generator | None = None) -> Tensor:
         """``L(S)`` for every listed subset (one sample each), shape ``(len(subsets), B)``."""
         M = self.n_components
-        mus, logvars = self.experts(xs)
-        mask = torch.zeros(M + 1, len(subsets), dtype=torch.bool, device=mus.device)
-        mask[0] = True
-        for j, s in enumerate(subsets):
-            mask[[1 + m for m in s], j] = True
-        mu, logvar = product_of_experts(mus.unsqueeze(1), logvars.unsqueeze(1), mask)  # (S, B, D)
-        z = rsample("gaussian", mu, std_from_logvar(logvar), generator=generator)
+        mask = subset_mask(M, subsets, prior=True, device=self.llik_scales.device)
+        mu, logvar = self.subset_products(xs, mask)  # (S, B, D)
+        z = gaussian_rsample(mu, logvar, generator=generator)
         loss = kl_weight * kl_diag_gaussian_std(mu, logvar)
         for m in range(M):
             rows = [j for j, s in enumerate(subsets) if m in s]
@@ -133,6 +121,6 @@ class MVAEModule(SharedLatentModule):
                  generator: torch.Generator | None = None) -> dict[int, Tensor]:
         """``z ~ PoE(prior, q_k for k in known)``, decode the unknown components."""
         mu, logvar = self.posterior(xs_known, known)
-        z = rsample("gaussian", mu, std_from_logvar(logvar), (n_samples,), generator)
+        z = gaussian_rsample(mu, logvar, (n_samples,), generator)
         return {d: self.likelihoods[d].mean(self.decode_component(d, z))
                 for d in range(self.n_components) if d not in known}
