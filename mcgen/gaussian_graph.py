@@ -15,6 +15,7 @@ Nothing here forms an inverse: factorisations are Cholesky (with jitter only whe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -178,7 +179,7 @@ class BlockFactor:
         offsets = [0]
         for s in sizes:
             offsets.append(offsets[-1] + s)
-        coords = torch.cat([torch.arange(offsets[v], offsets[v] + sizes[v]) for v in self.order])
+        coords = torch.cat([torch.arange(offsets[v], offsets[v] + sizes[v], device=out.device) for v in self.order])
         return out, coords
 
 
@@ -345,7 +346,7 @@ def graph_conditional(fac: BlockFactor, structure: GraphStructure, mu: dict[int,
     quad_w = sum((t * t).sum(-1) for t in w.values())
     n_known = sum(z_known[k].shape[-1] for k in known)
     log_marginal = (-0.5 * (quad - quad_w) + fac.half_logdet() - fac_U.half_logdet()
-                    - 0.5 * n_known * torch.log(torch.tensor(2 * torch.pi, dtype=ref.dtype)))
+                    - 0.5 * n_known * math.log(2 * math.pi))
     return log_marginal, mean, fac_U
 
 
@@ -392,9 +393,9 @@ def covariance_selection(S: Tensor, structure: GraphStructure, sizes: Sequence[i
     fac = BlockFactor(structure.order, structure.parents, {}, {})
     for v in structure.order:
         fam = (v, *structure.parents[v])
-        idx = torch.cat([torch.arange(offsets[a], offsets[a + 1]) for a in fam])
+        idx = torch.cat([torch.arange(offsets[a], offsets[a + 1], device=W.device) for a in fam])
         S_FF = W[..., idx[:, None], idx[None, :]]
-        rev = torch.arange(idx.numel() - 1, -1, -1)
+        rev = torch.arange(idx.numel() - 1, -1, -1, device=W.device)
         R, _ = cholesky_with_jitter(S_FF[..., rev[:, None], rev[None, :]])
         Uf = R[..., rev[:, None], rev[None, :]]  # upper triangular, Uf Uf^T = S_FF
         d = sizes[v]
@@ -435,7 +436,7 @@ def block_inverse_covariance_selection(S: Tensor, adjacency, sizes: Sequence[int
     offsets = [0]
     for s in sizes:
         offsets.append(offsets[-1] + s)
-    coords = [torch.arange(offsets[j], offsets[j + 1]) for j in range(len(sizes))]
+    coords = [torch.arange(offsets[j], offsets[j + 1], device=S.device) for j in range(len(sizes))]
     W = S.clone()
     for _ in range(max_iter):
         W_old = W.clone()
