@@ -121,6 +121,8 @@ API_MODULES = [
     ("mcgen.plugins.hookspecs", "Plugin hooks",
      "The hook contract: a plugin implements these functions (decorated with "
      ":data:`mcgen.plugins.hookimpl`)."),
+    ("mcgen.testing", "Testing plugins",
+     "Contract checks for plugin authors' own tests; see :doc:`../plugins`, section 5."),
     ("mcgen.reproduce", "Reproducing the paper", "The ``mcgen reproduce`` command; see :doc:`../reproduce`."),
 ]
 

@@ -40,7 +40,8 @@ from mcgen.exceptions import PersistenceError
 from mcgen.likelihoods import Likelihood, make_likelihood
 from mcgen.models.base import ComponentSpec, MultiComponentModule
 from mcgen.persistence import params_to_json, read_checkpoint, register_estimator_class, upgrade_params
-from mcgen.plugins import auto_architecture, get_architecture
+from mcgen.plugins import auto_architecture, get_architecture, get_registries
+from mcgen.plugins.contract import CheckedFactory
 from mcgen.standardizer import Standardizer
 from mcgen.training import (
     OPTIMIZERS,
@@ -132,6 +133,13 @@ def _positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def _architecture_label(name: str) -> str:
+    """``architecture 'name' of plugin 'p' (distribution version)``, for error messages."""
+    entry = get_registries().architectures[name]
+    where = f"{entry.distribution} {entry.version}" if entry.distribution else "registered in-process"
+    return f"architecture {name!r} of plugin {entry.plugin!r} ({where})"
 
 
 def _format_default(value: Any) -> str:
@@ -394,9 +402,25 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
 
     @staticmethod
     def _check_finite(a: np.ndarray, i: int) -> None:
-        if a.dtype.kind == "f" and not np.isfinite(a).all():
-            n_bad = int((~np.isfinite(a)).sum())
-            raise ValueError(f"component {i} contains {n_bad} NaN or infinite values")
+        """Refuse NaN, infinite, and values beyond float32's range (the models compute in
+        float32, where they would overflow to infinity)."""
+        if a.dtype.kind != "f" or a.size == 0:
+            return
+        finite = np.isfinite(a)
+        if not finite.all():
+            n_bad = int(a.size - finite.sum())
+            n_nan = int(np.isnan(a).sum())
+            raise ValueError(f"component {i} contains {n_bad} NaN or infinite values ({n_nan} NaN, i.e. missing, "
+                             f"{n_bad - n_nan} infinite); mcgen needs complete, finite rows: drop or impute them (a "
+                             "whole missing component is what predict_missing is for)")
+        if a.dtype.itemsize > 4:
+            big = float(np.abs(a).max())
+            limit = float(np.finfo(np.float32).max)
+            if big > limit:
+                n_big = int((np.abs(a) > limit).sum())
+                raise ValueError(f"component {i} holds {n_big} value{'s' * (n_big != 1)} beyond float32's range "
+                                 f"(largest magnitude {big:.3g} > {limit:.3g}); mcgen computes in float32, where they "
+                                 "overflow to infinity: rescale the component (e.g. divide it by a power of ten)")
 
     def _check_device(self) -> None:
         if str(self.device).startswith("cuda") and not torch.cuda.is_available():
@@ -433,8 +457,13 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
             for name, role in ((encoders[i], "encoder"), (decoders[i], "decoder")):
                 if not isinstance(name, str):
                     raise TypeError(f"{role} for component {i} must be an architecture name, got {name!r}")
-                arch = get_architecture(auto_architecture(shape) if name == "auto" else name)
-                factories.append(arch.encoder_factory if role == "encoder" else arch.decoder_factory)
+                resolved = auto_architecture(shape) if name == "auto" else name
+                arch = get_architecture(resolved)
+                # every network built from it is checked on a dummy batch (PluginContractError
+                # naming the plugin, the architecture and the component)
+                factories.append(CheckedFactory(arch.encoder_factory if role == "encoder" else arch.decoder_factory,
+                                                role, f"{_architecture_label(resolved)}, {role} of component {i} "
+                                                      f"(shape {shape})"))
             for kw, role in ((enc_kw[i], "encoder_kwargs"), (dec_kw[i], "decoder_kwargs")):
                 if not isinstance(kw, dict):
                     raise TypeError(f"{role} for component {i} must be a dict, got {type(kw).__name__}")
@@ -485,7 +514,12 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
     def _dataset(self, arrays: Sequence[np.ndarray], standardizer: Standardizer | None = None) -> ComponentsDataset:
         """The training dataset (standardised float32 tensors on the CPU; skorch moves batches)."""
         st = self.standardizer_ if standardizer is None else standardizer
-        return ComponentsDataset([st.to_tensor(a, i) for i, a in enumerate(arrays)])
+        tensors = [st.to_tensor(a, i) for i, a in enumerate(arrays)]
+        for i, t in enumerate(tensors):
+            if not bool(torch.isfinite(t).all()):  # values near float32's limit, spread to both ends
+                raise ValueError(f"component {i} overflows float32 once centred and scaled (values near "
+                                 f"{float(np.finfo(np.float32).max):.3g} of both signs); rescale the component")
+        return ComponentsDataset(tensors)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, *, resume: bool = False) -> MultiComponentVAE:

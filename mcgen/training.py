@@ -141,6 +141,21 @@ class MultiComponentNet(NeuralNet):
             return X
         raise TypeError("MultiComponentNet is fed ComponentsDataset objects by the estimator")
 
+    # A factorisation that fails on non-finite or extreme values (parameters blown up by a large
+    # learning rate, a network producing NaN) is divergence too: report it as such, with where it
+    # happened and what to try, instead of torch's linear-algebra error.
+    def train_step_single(self, batch, **fit_params):
+        try:
+            return super().train_step_single(batch, **fit_params)
+        except torch.linalg.LinAlgError as exc:
+            raise diverged_error(self, "training", exc) from None
+
+    def validation_step(self, batch, **fit_params):
+        try:
+            return super().validation_step(batch, **fit_params)
+        except torch.linalg.LinAlgError as exc:
+            raise diverged_error(self, "validation", exc) from None
+
 
 def resolve_optimizer(optimizer: str | type) -> type:
     """A torch optimizer class from a name in :data:`OPTIMIZERS` (any case) or a class."""
@@ -199,19 +214,51 @@ def seeded_rng(seed: int, device: str | torch.device | None = None) -> Iterator[
 # ----------------------------------------------------------------------------------------------
 # callbacks
 # ----------------------------------------------------------------------------------------------
+def _position(net: NeuralNet) -> tuple[int, int]:
+    """The current (epoch, batch) of training, both counted from 1 (batch 0: between batches)."""
+    epoch = len(net.history)
+    n_batch = len(net.history[-1, "batches"]) if epoch else 0
+    return epoch, n_batch
+
+
+def _advice(net: NeuralNet) -> str:
+    return (f"try a smaller learning rate (lr={net.lr:g} now), gradient clipping (clip_grad_norm=...), or check "
+            "the data for extreme values")
+
+
+def diverged_error(net: NeuralNet, phase: str, exc: BaseException) -> TrainingDivergedError:
+    """The :class:`TrainingDivergedError` for a numerical failure (``exc``, e.g. a Cholesky
+    factorisation that failed even with jitter) during the ``phase`` step of ``net``: where it
+    happened, what is non-finite, and what to try."""
+    epoch, n_batch = _position(net)
+    module = getattr(net, "module_", None)
+    bad = [name for name, p in module.named_parameters() if not bool(torch.isfinite(p.detach()).all())] \
+        if module is not None else []
+    largest = max((float(p.detach().abs().max()) for p in module.parameters() if p.numel()), default=0.0) \
+        if module is not None and not bad else 0.0
+    if bad:
+        cause = (f"{len(bad)} parameter tensor(s) became non-finite (e.g. {bad[0]}) after the previous optimizer "
+                 "step")
+    elif largest > 1e4:
+        cause = f"the parameters grew to magnitude {largest:.3g}, so the networks produced extreme values"
+    else:
+        cause = (f"the networks produced non-finite or extreme values while the parameters are moderate (largest "
+                 f"magnitude {largest:.3g}): check a custom encoder or the data")
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return TrainingDivergedError(
+        f"training diverged at epoch {epoch}, batch {n_batch} ({phase} step): a latent covariance could not be "
+        f"factorised ({first}); {cause}. {_advice(net)[0].upper()}{_advice(net)[1:]}")
+
+
 class DivergenceGuard(Callback):
     """Stops training with a clear error as soon as a batch loss is not finite."""
 
     def on_batch_end(self, net, batch=None, training=None, loss=None, **kwargs):
         if loss is not None and not bool(torch.isfinite(loss.detach()).all()):
-            epoch = len(net.history)
-            n_batch = len(net.history[-1, "batches"]) if len(net.history) else 0
+            epoch, n_batch = _position(net)
             phase = "training" if training else "validation"
             raise TrainingDivergedError(
-                f"the {phase} loss became {float(loss.detach())} at epoch {epoch}, batch {n_batch}; "
-                f"try a smaller learning rate (lr={net.lr:g} now), gradient clipping "
-                "(clip_grad_norm=...), or check the data for extreme values"
-            )
+                f"the {phase} loss became {float(loss.detach())} at epoch {epoch}, batch {n_batch}; {_advice(net)}")
 
 
 class JitterCounter(Callback):
@@ -289,7 +336,10 @@ class PriorRefit(Callback):
 
     def on_train_end(self, net, X=None, y=None, **kwargs):
         dataset, _ = _resolve(X)
-        refit_prior(net.module_, dataset)
+        try:
+            refit_prior(net.module_, dataset)
+        except torch.linalg.LinAlgError as exc:
+            raise diverged_error(net, "prior refit after the last", exc) from None
 
 
 class EpochCheckpoint(Callback):

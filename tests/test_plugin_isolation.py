@@ -203,3 +203,18 @@ def test_an_installed_broken_plugin_does_not_refuse_an_in_process_one(site):
     register_plugin(Fine(), name="fine")
     regs = get_registries()
     assert "iso_fine_metric" in regs.metrics and set(regs.broken) == {"iso-import"}
+
+
+class _LooksUpInItsHook:
+    @hookimpl
+    def mcgen_register_architectures(self, register):
+        from mcgen.plugins import get_architecture
+
+        register("iso_wrapped_mlp", get_architecture("mlp").encoder_factory, get_architecture("mlp").decoder_factory)
+
+
+def test_a_hook_that_looks_up_the_registry_is_a_clear_error_not_a_recursion(monkeypatch):
+    monkeypatch.setenv(DISABLE_AUTOLOAD_ENV, "1")
+    with pytest.raises(PluginError, match="the registries were looked up while they are being collected"):
+        register_plugin(_LooksUpInItsHook(), name="looks-up")
+    assert "iso_wrapped_mlp" not in get_registries().architectures

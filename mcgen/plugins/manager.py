@@ -266,7 +266,7 @@ class MCGenPluginManager(pluggy.PluginManager):
             Load only the entry point of this name.
         strict : bool, default=True
             Raise on the first broken entry point.  With ``False``, a broken entry point is
-            skipped and recorded in :attr:`broken` (a :class:`BrokenPlugin` with the reason),
+            skipped and recorded in ``self.broken`` (a :class:`BrokenPlugin` with the reason),
             and the others load.
 
         Returns
@@ -584,7 +584,15 @@ def get_registries() -> Registries:
     and announced once by a warning; everything else, the built-ins included, is registered.
     """
     if "regs" not in _STATE:
-        regs = collect_registries(get_plugin_manager(), strict=False)
+        if _STATE.get("collecting"):
+            raise PluginError("the registries were looked up while they are being collected (a hook called "
+                              "get_architecture, load_dataset, get_registries...); a hook must only call register: "
+                              "look names up when the registered objects are used")
+        _STATE["collecting"] = True
+        try:
+            regs = collect_registries(get_plugin_manager(), strict=False)
+        finally:
+            _STATE.pop("collecting", None)
         _STATE["regs"] = regs
         for broken in regs.broken.values():
             if broken.name not in _STATE.setdefault("warned", set()):
@@ -632,7 +640,11 @@ def register_plugin(plugin: object, name: str | None = None) -> str:
         pm.check_pending()
         # tolerant, so that an installed broken plugin does not refuse this one; this one's own
         # failure is raised
-        regs = collect_registries(pm, strict=False)
+        _STATE["collecting"] = True
+        try:
+            regs = collect_registries(pm, strict=False)
+        finally:
+            _STATE.pop("collecting", None)
         own = regs.broken.get(registered)
         if own is not None:
             raise own.error if own.error is not None else PluginError(own.reason)

@@ -14,6 +14,7 @@ from mcgen_sequence import TCNDecoder, TCNEncoder, make_oscillators
 
 from mcgen import GMRFMultiComponentVAE
 from mcgen.plugins import collect_registries, make_plugin_manager, register_plugin, reset_plugins, unregister_plugin
+from mcgen.testing import check_architecture, check_dataset
 
 torch.set_num_threads(1)
 
@@ -78,3 +79,17 @@ def test_an_estimator_uses_tcn_by_name(plugin_registered):
                                 max_epochs=1, batch_size=16, random_state=0).fit(X)
     assert [type(e).__name__ for e in est.net_.module_.encoders] == ["TCNEncoder"] * 3
     assert [a.shape for a in est.sample(2, random_state=0)] == [(2, 1, 16)] * 3
+
+
+def test_tcn_keeps_mcgens_architecture_contract(plugin_registered):
+    """mcgen's own checks: output shapes and out_features, gradients to every parameter, rows
+    independent, one epoch of two estimators using it."""
+    small = {"channels": 4, "n_blocks": 2}
+    checked = check_architecture("tcn", encoder_kwargs=small, decoder_kwargs=small)
+    assert checked == [(1, 16), (3, 20)]  # mcgen's default shapes for the declared kind, "sequence"
+    check_architecture("tcn", shapes=[(17,), (2, 9)], encoder_kwargs=small, decoder_kwargs=small, fit=False)
+
+
+def test_oscillators_keep_mcgens_dataset_contract(plugin_registered):
+    X, info = check_dataset("oscillators", n_samples=16, length=12)
+    assert X.component_shapes == ((1, 12),) * 3
