@@ -33,6 +33,10 @@ FAMILIES = ("laplace", "gaussian")
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
+def _unknown(family) -> ValueError:
+    return ValueError(f"unknown distribution family {family!r}; valid: {', '.join(map(repr, FAMILIES))}")
+
+
 def gaussian_log_density(x: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
     """Elementwise log density of ``N(loc, scale^2)`` at ``x``.
 
@@ -81,7 +85,9 @@ def log_density(family: str, x: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
     """
     if family == "gaussian":
         return gaussian_log_density(x, loc, scale)
-    return laplace_log_density(x, loc, scale)
+    if family == "laplace":
+        return laplace_log_density(x, loc, scale)
+    raise _unknown(family)
 
 
 def log_prob(family: str, z: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
@@ -122,6 +128,8 @@ def standard_noise(family: str, shape, like: Tensor, generator: torch.Generator 
     """
     if family == "gaussian":
         return torch.randn(shape, dtype=like.dtype, device=like.device, generator=generator)
+    if family != "laplace":
+        raise _unknown(family)
     u = torch.rand(shape, dtype=like.dtype, device=like.device, generator=generator) * 2 - 1
     eps = torch.finfo(like.dtype).eps
     u = u.clamp(-1 + eps, 1 - eps)

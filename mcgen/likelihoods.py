@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from mcgen.distributions import gaussian_log_density, laplace_log_density, rsample
+from mcgen.distributions import log_density, rsample
 
 LIKELIHOODS = ("gaussian", "laplace", "bernoulli")
 
@@ -52,9 +52,13 @@ class _ScaledLikelihood(Likelihood):
     features, so ``Laplace(x | loc, 0.75)`` means a scale of 0.75 pixel units whatever each
     pixel's spread.  A **learned** scale lives in the model's (standardised) units, ``scale``
     being its starting value there, and is floored at ``min_scale``.
+
+    The density and the draws are :mod:`mcgen.distributions`' for the subclass's ``family``.
     """
 
     location_scale = True
+    #: The distribution family of :mod:`mcgen.distributions` (each subclass sets it).
+    family: str | None = None
 
     def __init__(self, shape: tuple[int, ...], scale: float = 1.0, learn_scale: bool = True,
                  min_scale: float = 1e-3):
@@ -92,29 +96,25 @@ class _ScaledLikelihood(Likelihood):
             return self.log_scale.exp() + self.min_scale
         return self.log_scale.exp() / self.data_scale
 
+    def log_prob(self, loc: Tensor, x: Tensor) -> Tensor:
+        return log_density(self.family, x, loc, self.scale).flatten(1).sum(-1)
+
+    def sample(self, loc: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return rsample(self.family, loc, self.scale, generator=generator)
+
 
 class GaussianLikelihood(_ScaledLikelihood):
     """``N(x | loc, scale^2)`` with one (learned) scale per feature."""
 
     name = "gaussian"
-
-    def log_prob(self, loc: Tensor, x: Tensor) -> Tensor:
-        return gaussian_log_density(x, loc, self.scale).flatten(1).sum(-1)
-
-    def sample(self, loc: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return rsample("gaussian", loc, self.scale, generator=generator)
+    family = "gaussian"
 
 
 class LaplaceLikelihood(_ScaledLikelihood):
     """``Laplace(x | loc, scale)`` with one (learned or fixed) scale per feature."""
 
     name = "laplace"
-
-    def log_prob(self, loc: Tensor, x: Tensor) -> Tensor:
-        return laplace_log_density(x, loc, self.scale).flatten(1).sum(-1)
-
-    def sample(self, loc: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return rsample("laplace", loc, self.scale, generator=generator)
+    family = "laplace"
 
 
 class BernoulliLikelihood(Likelihood):

@@ -71,3 +71,11 @@ def test_likelihoods_use_the_shared_densities_and_draws(family):
     drawn = lik.sample(loc, torch.Generator().manual_seed(5))
     torch.testing.assert_close(drawn, rsample(family, loc, lik.scale, generator=torch.Generator().manual_seed(5)),
                                rtol=0, atol=0)
+
+
+def test_unknown_family_is_refused():
+    like = torch.zeros(())
+    with pytest.raises(ValueError, match="unknown distribution family 'cauchy'"):
+        log_density("cauchy", like, like, like + 1)
+    with pytest.raises(ValueError, match="unknown distribution family"):
+        standard_noise("cauchy", (2,), like)

@@ -96,3 +96,24 @@ def test_moved_names_stay_importable_from_their_former_modules(module, names):
     for name in names:
         obj = getattr(module, name)
         assert any(getattr(home, name, None) is obj for home in homes), name
+
+
+def test_module_option_checks_name_the_option():
+    from mcgen.models.base import ComponentSpec
+    from mcgen.models.mmvae import MMVAEModule
+    from mcgen.models.mmvaeplus import MMVAEPlusModule
+    from mcgen.plugins import get_architecture
+
+    mlp = get_architecture("mlp")
+    specs = [ComponentSpec(shape=(2,), latent_dim=2, encoder=mlp.encoder_factory, decoder=mlp.decoder_factory,
+                           encoder_kwargs={"hidden": (4,)}, decoder_kwargs={"hidden": (4,)}) for _ in range(2)]
+    for kwargs, message in [({"K": 0}, "K must be a positive integer, got 0"),
+                            ({"K": True}, "K must be a positive integer"),
+                            ({"objective": "vae"}, "objective must be one of 'elbo', 'iwae', 'dreg'"),
+                            ({"posterior": "cauchy"}, "posterior must be one of 'laplace', 'gaussian'"),
+                            ({"posterior_scale": "exp"}, "posterior_scale must be one of")]:
+        for cls in (MMVAEModule, MMVAEPlusModule):
+            with pytest.raises(ValueError, match=message):
+                cls(specs, **kwargs)
+    with pytest.raises(ValueError, match="private_dim must be a positive integer, got 1.5"):
+        MMVAEPlusModule(specs, private_dim=1.5)

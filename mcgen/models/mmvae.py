@@ -14,13 +14,13 @@ Objectives (per row):
 * ``"iwae"``: ``looser=True``: ``(1/M) sum_m log (1/K) sum_k exp lw_{m,k}`` (the paper's
   stratified IWAE); ``looser=False``: ``log (1/(MK)) sum_{m,k} exp lw_{m,k}``;
 * ``"dreg"``: the IWAE value with doubly-reparameterised gradients (Tucker et al. 2019) made
-  unbiased for the mixture proposal (:func:`mcgen.models.importance.dreg_loss`): the decoder and prior get
-  ``sum w_hat grad lw``; the encoders get the path derivative ``sum w_hat (d lw/dz)(dz/dphi)``
-  (posterior parameters detached inside ``log q``) minus ``beta`` times a reparameterised
-  estimate of the score term of ``log q_mix``, which holds every expert's score, not only the
-  one each sample was drawn from.  With one expert and ``beta = 1`` this is the usual
-  ``w_hat^2`` path weight; the released code's DReG (whose hook never fires) and a
-  ``w_hat^2`` weight on the mixture are both biased.
+  unbiased for the mixture proposal (:func:`mcgen.models.importance.dreg_loss`): the decoder
+  and prior get ``sum w_hat grad lw``; the encoders get the path derivative
+  ``sum w_hat (d lw/dz)(dz/dphi)`` (posterior parameters detached inside ``log q``) minus
+  ``beta`` times a reparameterised estimate of the score term of ``log q_mix``, which holds
+  every expert's score, not only the one each sample was drawn from.  With one expert and
+  ``beta = 1`` this is the usual ``w_hat^2`` path weight; the released code's DReG (whose hook
+  never fires) and a ``w_hat^2`` weight on the mixture are both biased.
 """
 
 from __future__ import annotations
@@ -30,11 +30,9 @@ from torch import Tensor, nn
 
 from mcgen.distributions import log_prob, rsample, standard_noise
 from mcgen.models._multimodal import (
-    LATENT_FAMILIES,
-    OBJECTIVES,
-    SCALE_PARAMETERISATIONS,
     SharedLatentModule,
-    check_choice,
+    check_latent_options,
+    check_positive_int,
     shared_latent_size,
 )
 from mcgen.models.base import ComponentSpec
@@ -78,21 +76,13 @@ class MMVAEModule(SharedLatentModule):
         D = shared_latent_size(specs, "MMVAE")
         super().__init__(specs, D)
         self.beta = float(beta)
-        self.objective = check_choice(objective, OBJECTIVES, "objective")
-        self.family = check_choice(posterior, LATENT_FAMILIES, "posterior")
-        self.posterior_scale = check_choice(posterior_scale, SCALE_PARAMETERISATIONS, "posterior_scale")
-        if isinstance(K, bool) or int(K) != K or K < 1:
-            raise ValueError(f"K must be a positive integer, got {K!r}")
-        self.K = int(K)
+        self.objective, self.family, self.posterior_scale = check_latent_options(objective, posterior, posterior_scale)
+        self.K = check_positive_int(K, "K")
         self.looser = bool(looser)
         if learn_prior:
             self.prior_logits = nn.Parameter(torch.zeros(D))
         else:
             self.register_buffer("prior_logits", torch.zeros(D))
-
-    @property
-    def latent_size(self) -> int:
-        return self.D
 
     def prior_scale(self) -> Tensor:
         """``softmax(theta) D`` (1 everywhere at initialisation)."""
@@ -118,10 +108,7 @@ class MMVAEModule(SharedLatentModule):
         q_loc, q_scale = (loc.detach(), scale.detach()) if detach_q else (loc, scale)
         log_q = mixture_log_prob(self.family, z, q_loc, q_scale)
         log_p = log_prob(self.family, z, torch.zeros_like(self.prior_scale()), self.prior_scale())
-        ll = 0.0
-        for d in range(self.n_components):
-            lld = self.component_log_lik(d, self.decode_component(d, z), xs[d])  # (K, M, B)
-            ll = ll + (lld * self.llik_scales[d] if scaled else lld)
+        ll = sum(self.decoded_log_liks(z, xs, scaled))  # (K, M, B)
         return loc, scale, z, ll + beta * (log_p - log_q)
 
     def forward(self, xs: list[Tensor]) -> Tensor:
@@ -142,9 +129,6 @@ class MMVAEModule(SharedLatentModule):
         """Mean of the mixture posterior (the average of the unimodal locations)."""
         return self.posteriors(xs)[0].mean(0)
 
-    def decode(self, z: Tensor) -> list[Tensor]:
-        return [self.likelihoods[d].mean(self.decode_component(d, z)) for d in range(self.n_components)]
-
     def sample(self, n: int, generator: torch.Generator | None = None) -> list[Tensor]:
         scale = self.prior_scale()
         return self.decode(scale * standard_noise(self.family, (n, self.D), scale, generator))
@@ -155,5 +139,4 @@ class MMVAEModule(SharedLatentModule):
         one of them uniformly), decode the unknown components."""
         loc, scale = self.posteriors(xs_known, known)
         z = sample_mixture(self.family, loc, scale, n_samples, generator)
-        return {d: self.likelihoods[d].mean(self.decode_component(d, z))
-                for d in range(self.n_components) if d not in known}
+        return self.decode_missing(z, known)

@@ -33,10 +33,12 @@ from torch import Tensor, nn
 
 from mcgen.distributions import log_prob, rsample, standard_noise
 from mcgen.models._multimodal import (
-    LATENT_FAMILIES,
-    OBJECTIVES,
-    SCALE_PARAMETERISATIONS,
-    check_choice,
+    check_latent_options,
+    check_positive_int,
+    component_log_lik,
+    decode_rows,
+    encode_heads,
+    linear_heads,
     shared_latent_size,
 )
 from mcgen.models.base import ComponentSpec, MultiComponentModule, build_decoder, build_encoder
@@ -70,20 +72,14 @@ class MMVAEPlusModule(MultiComponentModule):
                  posterior_scale: str = "softmax"):
         Dz = shared_latent_size(specs, "MMVAE+")
         super().__init__(specs)
-        if isinstance(private_dim, bool) or int(private_dim) != private_dim or private_dim < 1:
-            raise ValueError(f"private_dim must be a positive integer, got {private_dim!r}")
-        if isinstance(K, bool) or int(K) != K or K < 1:
-            raise ValueError(f"K must be a positive integer, got {K!r}")
-        self.Dz, self.Dw = int(Dz), int(private_dim)
+        self.Dz, self.Dw = int(Dz), check_positive_int(private_dim, "private_dim")
+        self.K = check_positive_int(K, "K")
         self.beta = float(beta)
-        self.K = int(K)
-        self.objective = check_choice(objective, OBJECTIVES, "objective")
-        self.family = check_choice(posterior, LATENT_FAMILIES, "posterior")
-        self.posterior_scale = check_choice(posterior_scale, SCALE_PARAMETERISATIONS, "posterior_scale")
+        self.objective, self.family, self.posterior_scale = check_latent_options(objective, posterior, posterior_scale)
         self.encoders_z = nn.ModuleList([build_encoder(s) for s in specs])
         self.encoders_w = nn.ModuleList([build_encoder(s) for s in specs])
-        self.heads_z = nn.ModuleList([nn.Linear(e.out_features, 2 * self.Dz) for e in self.encoders_z])
-        self.heads_w = nn.ModuleList([nn.Linear(e.out_features, 2 * self.Dw) for e in self.encoders_w])
+        self.heads_z = linear_heads(self.encoders_z, self.Dz)
+        self.heads_w = linear_heads(self.encoders_w, self.Dw)
         self.decoders = nn.ModuleList([build_decoder(s, latent_dim=self.Dw + self.Dz) for s in specs])
         # Auxiliary priors r_d(w): scale softmax(theta_d) * Dw, theta_d = 0 at start (scale 1).
         self.aux_logits = nn.Parameter(torch.zeros(len(specs), self.Dw))
@@ -98,18 +94,13 @@ class MMVAEPlusModule(MultiComponentModule):
 
     def posteriors(self, xs: list[Tensor], which: list[int] | None = None):
         """``(loc_z, scale_z, loc_w, scale_w)`` of the listed components, each ``(E, B, .)``."""
-        which = list(range(self.n_components)) if which is None else which
-        hz = torch.stack([self.heads_z[i](self.encoders_z[i](x)) for i, x in zip(which, xs)])
-        hw = torch.stack([self.heads_w[i](self.encoders_w[i](x)) for i, x in zip(which, xs)])
-        lz, rz = hz.chunk(2, -1)
-        lw, rw = hw.chunk(2, -1)
+        lz, rz = encode_heads(self.encoders_z, self.heads_z, xs, which)
+        lw, rw = encode_heads(self.encoders_w, self.heads_w, xs, which)
         return lz, positive_scale(rz, self.posterior_scale), lw, positive_scale(rw, self.posterior_scale)
 
     def decode_component(self, d: int, w: Tensor, z: Tensor) -> Tensor:
-        h = torch.cat([w, z], -1)
-        lead = h.shape[:-1]
-        out = self.decoders[d](h.reshape(-1, h.shape[-1]))
-        return out.reshape(*lead, *out.shape[1:])
+        """Decoder ``d`` on ``[w ; z]`` with any leading axes -> ``(*lead, *shape_d)``."""
+        return decode_rows(self.decoders[d], torch.cat([w, z], -1))
 
     def _mean(self, d: int, w: Tensor, z: Tensor) -> Tensor:
         return self.likelihoods[d].mean(self.decode_component(d, w, z))
@@ -148,10 +139,7 @@ class MMVAEPlusModule(MultiComponentModule):
         for d in range(M):
             w_aux = aux[d] * standard_noise(self.family, w.shape, w, generator)
             w_in = torch.where(m_idx == d, w, w_aux)
-            lld = self.likelihoods[d].log_prob(
-                self.decode_component(d, w_in, z).reshape(-1, *xs[d].shape[1:]),
-                xs[d].expand(K, M, *xs[d].shape).reshape(-1, *xs[d].shape[1:]),
-            ).reshape(K, M, -1)
+            lld = component_log_lik(self.likelihoods[d], self.decode_component(d, w_in, z), xs[d])  # (K, M, B)
             ll = ll + (lld * self.llik_scales[d] if scaled else lld)
             if aux_density:
                 ratio = log_prob(self.family, w_aux, zero, one) - log_prob(self.family, w_aux, zero, aux[d])

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mcgen.distributions import gaussian_rsample, kl_diag_gaussian_std, standard_noise
+from mcgen.distributions import gaussian_rsample, kl_diag_gaussian_std
 from mcgen.models._multimodal import ProductOfExpertsModule, check_choice, shared_latent_size
 from mcgen.models.base import ComponentSpec
 from mcgen.models.experts import non_empty_subsets, subset_mask
@@ -61,10 +61,6 @@ class MoPoEModule(ProductOfExpertsModule):
         self.register_buffer("subset_mask", subset_mask(len(specs), self.subsets, self._with_prior), persistent=False)
 
     @property
-    def latent_size(self) -> int:
-        return self.D
-
-    @property
     def n_subsets(self) -> int:
         return len(self.subsets)
 
@@ -97,10 +93,7 @@ class MoPoEModule(ProductOfExpertsModule):
         rows = torch.arange(mu_s.shape[1], device=mu_s.device)
         mu, logvar = mu_s[assign, rows], logvar_s[assign, rows]
         z = gaussian_rsample(mu, logvar, generator=generator)
-        ll = torch.stack([self.component_log_lik(m, self.decode_component(m, z), xs[m])
-                          for m in range(self.n_components)], -1)
-        if scaled:
-            ll = ll * self.llik_scales
+        ll = torch.stack(self.decoded_log_liks(z, xs, scaled), -1)
         return -ll.sum(-1) + beta * kl
 
     def forward(self, xs: list[Tensor]) -> Tensor:
@@ -122,17 +115,10 @@ class MoPoEModule(ProductOfExpertsModule):
         """Mean of the mixture posterior, ``sum_S w_S mu_S``."""
         return self.subset_posteriors(xs)[0].mean(0)
 
-    def decode(self, z: Tensor) -> list[Tensor]:
-        return [self.likelihoods[d].mean(self.decode_component(d, z)) for d in range(self.n_components)]
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> list[Tensor]:
-        return self.decode(standard_noise("gaussian", (n, self.D), self.llik_scales, generator))
-
     def complete(self, xs_known: list[Tensor], known: list[int], n_samples: int = 1,
                  generator: torch.Generator | None = None) -> dict[int, Tensor]:
         """``z ~ q_K`` (the product of the known experts, with the prior expert as the policy
         says), decode the unknown components."""
         mu, logvar = self.product(xs_known, known, prior=self._with_prior(tuple(known)))
         z = gaussian_rsample(mu, logvar, (n_samples,), generator)
-        return {d: self.likelihoods[d].mean(self.decode_component(d, z))
-                for d in range(self.n_components) if d not in known}
+        return self.decode_missing(z, known)

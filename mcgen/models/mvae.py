@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor
 
-from mcgen.distributions import gaussian_rsample, kl_diag_gaussian_std, standard_noise
+from mcgen.distributions import gaussian_rsample, kl_diag_gaussian_std
 from mcgen.models._multimodal import ProductOfExpertsModule, shared_latent_size
 from mcgen.models.base import ComponentSpec
 from mcgen.models.experts import subset_mask
@@ -44,10 +44,6 @@ class MVAEModule(ProductOfExpertsModule):
         self.n_random_subsets = int(n_random_subsets)
         #: Annealing factor of the KL weight (1 = no annealing); set by the estimator's callback.
         self.kl_weight = 1.0
-
-    @property
-    def latent_size(self) -> int:
-        return self.D
 
     # ------------------------------------------------------------------------------------------
     def posterior(self, xs: list[Tensor], which: list[int] | None = None) -> tuple[Tensor, Tensor]:
@@ -111,16 +107,9 @@ class MVAEModule(ProductOfExpertsModule):
     def encode(self, xs: list[Tensor]) -> Tensor:
         return self.posterior(xs)[0]
 
-    def decode(self, z: Tensor) -> list[Tensor]:
-        return [self.likelihoods[d].mean(self.decode_component(d, z)) for d in range(self.n_components)]
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> list[Tensor]:
-        return self.decode(standard_noise("gaussian", (n, self.D), self.llik_scales, generator))
-
     def complete(self, xs_known: list[Tensor], known: list[int], n_samples: int = 1,
                  generator: torch.Generator | None = None) -> dict[int, Tensor]:
         """``z ~ PoE(prior, q_k for k in known)``, decode the unknown components."""
         mu, logvar = self.posterior(xs_known, known)
         z = gaussian_rsample(mu, logvar, (n_samples,), generator)
-        return {d: self.likelihoods[d].mean(self.decode_component(d, z))
-                for d in range(self.n_components) if d not in known}
+        return self.decode_missing(z, known)
