@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import inspect
 import json
+import logging
 import math
 import numbers
 import os
+import warnings
 from collections.abc import Sequence
 from numbers import Integral, Real
 from typing import Any
@@ -39,7 +42,13 @@ from mcgen.components import Components, _as_array, as_components, is_single_arr
 from mcgen.exceptions import PersistenceError
 from mcgen.likelihoods import Likelihood, make_likelihood
 from mcgen.models.base import ComponentSpec, MultiComponentModule
-from mcgen.persistence import params_to_json, read_checkpoint, register_estimator_class, upgrade_params
+from mcgen.persistence import (
+    CHECKPOINT_FILE,
+    params_to_json,
+    read_checkpoint,
+    register_estimator_class,
+    upgrade_params,
+)
 from mcgen.plugins import auto_architecture, get_architecture, get_registries
 from mcgen.plugins.contract import CheckedFactory
 from mcgen.standardizer import Standardizer
@@ -54,6 +63,8 @@ from mcgen.training import (
 )
 
 __all__ = ["SHARED_PARAMETER_DOCS", "MultiComponentVAE"]
+
+logger = logging.getLogger("mcgen")
 
 #: Monte Carlo samples used by ``score_samples`` (fixed seed: the score is deterministic).
 SCORE_MC_SAMPLES = 8
@@ -111,8 +122,9 @@ SHARED_PARAMETER_DOCS: dict[str, tuple[str, str]] = {
                      "reproducible."),
     "verbose": ("int", "Print a per-epoch table and a progress bar when positive."),
     "checkpoint_dir": ("str or path",
-                       "Save a checkpoint after every epoch there (atomically); ``fit(X, resume=True)`` "
-                       "continues an interrupted fit from it (see ``docs/reliability.md``)."),
+                       "Save a checkpoint after every epoch there (atomically; the folder is created when missing); "
+                       "``fit(X, resume=True)`` continues an interrupted fit of the same data from it (see "
+                       "``docs/reliability.md``)."),
 }
 
 
@@ -157,9 +169,30 @@ def _fitted_state(shapes: Sequence[tuple[int, ...]], standardizer: Standardizer,
     return state
 
 
-def _describe_for_checkpoint(name: str, params_json: str, shapes, standardizer, seed, n_rows, net) -> dict:
+def _describe_for_checkpoint(name: str, params_json: str, shapes, standardizer, seed, n_rows, data_sha256, net
+                             ) -> dict:
     """The estimator part of a training checkpoint (see :class:`mcgen.training.EpochCheckpoint`)."""
-    return {"estimator": name, "params": params_json, **_fitted_state(shapes, standardizer, seed, n_rows, net)}
+    out = {"estimator": name, "params": params_json, **_fitted_state(shapes, standardizer, seed, n_rows, net)}
+    if data_sha256 is not None:
+        out["data_sha256"] = data_sha256
+    return out
+
+
+#: Rows hashed at a time by :func:`data_fingerprint` (bounds the float32 copy it makes).
+_FINGERPRINT_CHUNK = 65536
+
+
+def data_fingerprint(arrays: Sequence[np.ndarray]) -> str:
+    """SHA-256 of the training data as the model sees it: the number of components, each
+    component's shape and its values as float32, row by row (so other values, another row order
+    or a rescaling give another fingerprint, and the same numbers in another dtype or container
+    the same one)."""
+    h = hashlib.sha256(f"{len(arrays)}".encode())
+    for a in arrays:
+        h.update(f"|{tuple(a.shape)}|".encode())
+        for start in range(0, a.shape[0], _FINGERPRINT_CHUNK):
+            h.update(np.ascontiguousarray(a[start:start + _FINGERPRINT_CHUNK], dtype=np.float32).tobytes())
+    return h.hexdigest()
 
 
 class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
@@ -497,16 +530,19 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
                          net_kwargs=self.net_kwargs)
 
     def _new_net(self, module: MultiComponentModule, seed: int, shapes, standardizer: Standardizer,
-                 n_rows: int | None, resume_from: dict | None = None) -> MultiComponentNet:
+                 n_rows: int | None, resume_from: dict | None = None, data_sha256: str | None = None
+                 ) -> MultiComponentNet:
         """:meth:`_make_net` plus the checkpoint callbacks: restoring ``resume_from`` first,
-        writing a checkpoint after every epoch (when ``checkpoint_dir``) last."""
+        writing a checkpoint after every epoch (when ``checkpoint_dir``; with the data's
+        fingerprint ``data_sha256``) last."""
         net = self._make_net(module, seed)
         callbacks = list(net.callbacks or [])
         if resume_from is not None:
             callbacks.insert(0, ("resume_from_checkpoint", ResumeFromCheckpoint(resume_from)))
         if self.checkpoint_dir is not None:
             describe = functools.partial(_describe_for_checkpoint, type(self).__name__,
-                                         params_to_json(self, warn=False), tuple(shapes), standardizer, seed, n_rows)
+                                         params_to_json(self, warn=False), tuple(shapes), standardizer, seed, n_rows,
+                                         data_sha256)
             callbacks.append(("epoch_checkpoint", EpochCheckpoint(os.fspath(self.checkpoint_dir), describe)))
         net.callbacks = callbacks
         return net
@@ -536,7 +572,15 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
         resume : bool, default=False
             Continue from the last checkpoint in ``checkpoint_dir`` (written after every epoch)
             up to ``max_epochs``; with the same data and parameters the result equals an
-            uninterrupted fit.  Without a checkpoint there, training starts from scratch.
+            uninterrupted fit.  Other data (checked by a SHA-256 of the values, their order and
+            shapes) or other parameters raise a :class:`~mcgen.exceptions.PersistenceError`.
+            Without a checkpoint there, training starts from scratch.  Either way a line says
+            what happened (printed when ``verbose``, logged at INFO by the ``"mcgen"`` logger).
+
+        Notes
+        -----
+        One array (not in a list) is a model of one component: ``fit(A)`` with ``A`` of shape
+        ``(n, F)`` is ``fit([A])``, which is how scikit-learn's own checks pass data.
 
         Returns
         -------
@@ -548,12 +592,21 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
         C = self._validate_data(X, reset=True)
         self._check_device()
         checkpoint = None
+        if resume and self.checkpoint_dir is None:
+            raise ValueError("fit(resume=True) needs checkpoint_dir, the folder the interrupted fit wrote")
+        fingerprint = data_fingerprint(C.arrays) if self.checkpoint_dir is not None else None
         if resume:
-            if self.checkpoint_dir is None:
-                raise ValueError("fit(resume=True) needs checkpoint_dir, the folder the interrupted fit wrote")
             checkpoint = read_checkpoint(self.checkpoint_dir)
             if checkpoint is not None:
-                self._check_checkpoint(checkpoint, C)
+                self._check_checkpoint(checkpoint, C, fingerprint)
+                done = int(checkpoint["epoch"])
+                todo = (f"training epoch {done + 1}" if self.max_epochs == done + 1 else
+                        f"training epochs {done + 1}-{self.max_epochs}" if self.max_epochs > done + 1 else
+                        "no epoch left to train")
+                path = os.path.join(os.fspath(self.checkpoint_dir), CHECKPOINT_FILE)
+                self._say(f"resuming from the checkpoint {path} after epoch {done} of {self.max_epochs}: {todo}")
+            else:
+                self._say(f"no checkpoint in {os.fspath(self.checkpoint_dir)}: training from scratch")
         seed = int(checkpoint["seed"]) if checkpoint is not None else _seed_from(self.random_state)
         shapes = C.component_shapes
         specs = self._resolve_specs(shapes, C.arrays)
@@ -567,7 +620,8 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
             for lik, sd in zip(module.likelihoods, standardizer.scale):  # fixed likelihood scales: data units
                 if sd is not None and hasattr(lik, "set_data_scale"):
                     lik.set_data_scale(torch.from_numpy(sd))
-            net = self._new_net(module, seed, shapes, standardizer, C.n_samples, resume_from=checkpoint)
+            net = self._new_net(module, seed, shapes, standardizer, C.n_samples, resume_from=checkpoint,
+                                data_sha256=fingerprint)
             net.initialize()
             net.partial_fit(dataset, None, epochs=self.max_epochs if epochs is None else epochs)
             net.module_.eval()
@@ -587,7 +641,14 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
         self.net_ = net
         self.history_ = net.history
 
-    def _check_checkpoint(self, ck: dict, C: Components) -> None:
+    def _say(self, message: str) -> None:
+        """A line about what ``fit`` does: logged at INFO by the ``"mcgen"`` logger, printed when
+        ``verbose`` (like skorch's epoch table)."""
+        logger.info(message)
+        if self.verbose:
+            print(message, flush=True)
+
+    def _check_checkpoint(self, ck: dict, C: Components, fingerprint: str | None = None) -> None:
         if ck["estimator"] != type(self).__name__:
             raise PersistenceError(f"the checkpoint in {self.checkpoint_dir} was written by a {ck['estimator']}, "
                                    f"not a {type(self).__name__}")
@@ -601,6 +662,16 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
         if [tuple(s) for s in ck["component_shapes"]] != list(C.component_shapes) or ck["n_rows"] != C.n_samples:
             raise PersistenceError(f"the checkpoint in {self.checkpoint_dir} was written for other data "
                                    f"({ck['n_rows']} rows, shapes {ck['component_shapes']})")
+        recorded = ck.get("data_sha256")
+        if recorded is None:  # written by mcgen 0.1
+            warnings.warn(f"the checkpoint in {self.checkpoint_dir} records no fingerprint of its training data (it "
+                          "was written by an older mcgen), so resuming cannot check that the data are the same",
+                          UserWarning, stacklevel=4)
+        elif fingerprint is not None and recorded != fingerprint:
+            raise PersistenceError(
+                f"the checkpoint in {self.checkpoint_dir} was written for other data: the SHA-256 of the training "
+                "data differs (same rows and shapes, other values or row order); resume with the data of the "
+                "interrupted fit, or start over with another checkpoint_dir (or without resume=True)")
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None, epochs: int = 1) -> MultiComponentVAE:
