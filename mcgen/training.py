@@ -37,6 +37,7 @@ __all__ = [
     "ComponentsDataset",
     "DivergenceGuard",
     "EpochCheckpoint",
+    "EpochProgressBar",
     "JitterCounter",
     "KLAnnealing",
     "MultiComponentNet",
@@ -259,6 +260,53 @@ class DivergenceGuard(Callback):
             phase = "training" if training else "validation"
             raise TrainingDivergedError(
                 f"the {phase} loss became {float(loss.detach())} at epoch {epoch}, batch {n_batch}; {_advice(net)}")
+
+
+class EpochProgressBar(Callback):
+    """One progress bar over the epochs of a fit (``tqdm``, on standard error), showing the last
+    training loss; what ``mcgen demo`` shows by default.  Lighter than skorch's per-batch
+    ``ProgressBar`` (``verbose=1``), and silent about everything else.
+
+    Parameters
+    ----------
+    file : file-like, optional
+        Where to draw (default: ``sys.stderr``).
+    desc : str
+        The bar's label.
+    """
+
+    def __init__(self, file=None, desc: str = "training"):
+        self.file = file
+        self.desc = desc
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        import sys
+
+        from tqdm.auto import tqdm
+
+        done = len(net.history)  # a resumed fit starts after the checkpoint's epochs
+        self.bar_ = tqdm(total=max(net.max_epochs, done), initial=done, desc=self.desc, unit="epoch",
+                         file=self.file or sys.stderr, leave=True, dynamic_ncols=True)
+
+    def on_epoch_end(self, net, **kwargs):
+        bar = getattr(self, "bar_", None)
+        if bar is not None:
+            loss = net.history[-1].get("train_loss")
+            if loss is not None:
+                bar.set_postfix(train_loss=f"{loss:.4g}", refresh=False)
+            bar.update(1)
+
+    def on_train_end(self, net, **kwargs):
+        bar = getattr(self, "bar_", None)
+        if bar is not None:
+            bar.close()
+            self.bar_ = None
+
+    def __getstate__(self):  # a live bar holds a file handle: not part of a pickle
+        state = dict(self.__dict__)
+        state.pop("bar_", None)
+        state["file"] = None
+        return state
 
 
 class JitterCounter(Callback):
