@@ -487,16 +487,20 @@ def test_dependency_graph_of_a_fitted_nonlinear_chain_ranks_the_links_first():
     """Data whose components form the chain x1 -> x2 -> x3 -> x4 with nonlinear links; the model
     at its defaults (all pairs allowed, mixture prior) puts every adjacent pair above every
     non-adjacent one.  These settings were run offline on seeds 0-7 (data and model seed alike):
-    the margin min(adjacent) - max(non-adjacent) was 0.135 to 0.294 (0.246 for seed 0); with 1,000
-    rows and 30 epochs it fell to 0.03 on two seeds, hence the larger sample."""
+    the margin min(adjacent) - max(non-adjacent) was 0.216 to 0.327 (0.278 for seed 0); with 1,000
+    rows, batch 128, lr 1e-3 and 30 epochs it fell to 0.03 on two seeds (docs/results.md); the ratio
+    max(non-adjacent) / min(adjacent) was at most 0.42."""
     X = _nonlinear_chain(1500, seed=0)
     net = {"hidden": (32,)}
-    est = mcgen.GMRFMultiComponentVAE(max_epochs=25, batch_size=128, encoder_kwargs=net, decoder_kwargs=net,
+    est = mcgen.GMRFMultiComponentVAE(max_epochs=25, batch_size=256, lr=3e-3, encoder_kwargs=net, decoder_kwargs=net,
                                       offdiag_hidden=32, random_state=0).fit(X)
     G = est.dependency_graph()
     adjacent = [G[0, 1], G[1, 2], G[2, 3]]
     non_adjacent = [G[0, 2], G[1, 3], G[0, 3]]
-    assert min(adjacent) > max(non_adjacent) + 0.05, (adjacent, non_adjacent)
+    assert min(adjacent) > max(non_adjacent) + 0.1, (adjacent, non_adjacent)
+    # conditional, not marginal, dependence: given the links, the non-adjacent pairs keep little (planted: the same
+    # measure read from the covariance ranks the chain too, but its non-adjacent pairs reach 0.8 of the links)
+    assert max(non_adjacent) < 0.5 * min(adjacent), (adjacent, non_adjacent)
 
 
 def test_plot_dependency_graph(tmp_path):
