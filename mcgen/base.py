@@ -38,7 +38,14 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_scalar
 from skorch.history import History
 
-from mcgen.components import Components, _as_array, as_components, is_single_array
+from mcgen.components import (
+    SPLIT_BY_ENTRIES_HINT,
+    Components,
+    _as_array,
+    as_components,
+    check_not_split_by_component,
+    is_single_array,
+)
 from mcgen.exceptions import PersistenceError
 from mcgen.likelihoods import Likelihood, make_likelihood
 from mcgen.models.base import ComponentSpec, MultiComponentModule
@@ -388,6 +395,7 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
         of arrays.  Messages name the fitted component index.
         """
         if reset:
+            check_not_split_by_component(X)
             C = as_components(X)
             for i, a in enumerate(C.arrays):
                 if a.ndim < 2:
@@ -411,7 +419,7 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
             raise TypeError(f"expected a list of component arrays or a Components, got {type(X).__name__}")
         if len(X) != len(comps):
             raise ValueError(f"X has {len(X)} components but the estimator was fitted with {len(comps)} "
-                             "(pass a list or Components with one array per component)")
+                             f"({SPLIT_BY_ENTRIES_HINT})")
         arrays = [_as_array(a, f"component {i}") for a, i in zip(X, comps)]
         n = arrays[0].shape[0]
         for a, i in zip(arrays, comps):
@@ -690,6 +698,7 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
         check_scalar(epochs, "epochs", Integral, min_val=1)
         if not self.__sklearn_is_fitted__():
             return self._fit(X, epochs=epochs)
+        check_not_split_by_component(X)
         arrays = self._validate_data(X, reset=False)
         dataset = self._dataset(arrays)
         seed = (self._seed_ + 7919 * len(self.net_.history)) % (2**31 - 1)
@@ -862,7 +871,9 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
 
         Returns
         -------
-        list of M arrays; the known components are returned unchanged (repeated along the
+        list of M arrays, each in its component's output dtype (float64 for a component
+        fitted on float64 data, float32 otherwise; ``docs/reliability.md``, "Output dtype"); the
+        known components are returned as copies of the input in that dtype (repeated along the
         samples axis when ``n_samples > 1``).
         """
         check_is_fitted(self)
@@ -898,8 +909,8 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
         result: list[np.ndarray] = []
         for i in range(M):
             if i in known:
-                a = np.asarray(arrays[known.index(i)])
-                result.append(a.copy() if n_samples == 1 else np.repeat(a[:, None], n_samples, axis=1))
+                a = self.standardizer_.as_output(arrays[known.index(i)], i)  # the component's output dtype
+                result.append(a if n_samples == 1 else np.repeat(a[:, None], n_samples, axis=1))
             else:
                 x = np.concatenate(gen_parts[i], 0)
                 result.append(x[:, 0] if n_samples == 1 else x)

@@ -17,6 +17,46 @@ from mcgen.exceptions import DataTypeError
 
 ArrayLike = Any
 
+#: What to say when the number of components is off: the usual cause is scikit-learn splitting a
+#: plain list by its entries (components) instead of by rows.
+SPLIT_BY_ENTRIES_HINT = ("X must hold one array per component of the model; GridSearchCV, cross_val_score and "
+                         "train_test_split split a plain list by its entries, i.e. by component: wrap the list in "
+                         "mcgen.Components([...]) so that they split it by rows")
+
+#: scikit-learn's functions that fit or score one cross-validation split.
+_CV_FUNCTIONS = frozenset({"_fit_and_score", "_fit_and_predict", "_permutation_test_score",
+                           "_incremental_fit_estimator"})
+
+
+def in_cross_validation(max_depth: int = 60) -> bool:
+    """Whether the caller runs inside one of scikit-learn's cross-validation helpers
+    (``GridSearchCV``, ``cross_val_score``, ``cross_validate``, ``learning_curve``, ...): a plain
+    list reaching an estimator there was split by its entries, not by rows."""
+    import sys
+
+    frame = sys._getframe(1)
+    for _ in range(max_depth):
+        if frame is None:
+            return False
+        if frame.f_code.co_name in _CV_FUNCTIONS and frame.f_globals.get("__name__", "").startswith(
+                "sklearn.model_selection"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def check_not_split_by_component(X: Any) -> None:
+    """Refuse a plain list or tuple that ``fit`` receives inside scikit-learn's cross-validation
+    (see :func:`in_cross_validation`) with the hint to wrap it in :class:`Components`.
+
+    Only for ``fit``/``partial_fit``: scikit-learn hands them the split of what the user passed,
+    while scorers may legitimately call inference methods with lists they build themselves.
+    """
+    if isinstance(X, (list, tuple)) and in_cross_validation():
+        raise ValueError("a plain list of components reached the estimator inside scikit-learn's cross-validation "
+                         "(GridSearchCV, cross_val_score, ...), which splits a list by its entries, i.e. by "
+                         f"component, not by row; wrap it: mcgen.Components({'[...]'}), which they split by rows")
+
 
 def _component_label(i: int, names: Sequence[str] | None) -> str:
     if names is not None and i < len(names):
@@ -24,18 +64,30 @@ def _component_label(i: int, names: Sequence[str] | None) -> str:
     return f"component {i}"
 
 
+def _sparse_message(label: str, kind: str) -> str:
+    return (f"{label} is {kind}; mcgen needs dense arrays: densify it (.toarray() for SciPy, .to_dense() for "
+            "torch or pandas sparse data) if it fits in memory")
+
+
+def _is_missing(v: Any) -> bool:
+    """pandas' ``NA``/``NaT`` or ``None`` (without importing pandas)."""
+    return v is None or type(v).__name__ in ("NAType", "NaTType")
+
+
 def _as_array(x: ArrayLike, label: str) -> np.ndarray:
     """Convert one component to a numeric ndarray without copying when it already is one.
 
     An object array of numbers (e.g. from a mixed pandas frame) is converted to float64; sparse
-    matrices, complex and non-numeric data are refused with a :class:`DataTypeError`.
+    matrices and tensors ("densify it"), missing values (pandas ``NA``, ``None``), complex and
+    non-numeric data are refused with a message that says which.
     """
     if x is None:
         raise TypeError(f"{label} is None; pass an array (use `known=` for missing components)")
     if sparse.issparse(x):
-        raise DataTypeError(f"{label} is a sparse {type(x).__name__}; sparse input is not supported: convert it "
-                            "with .toarray()")
+        raise DataTypeError(_sparse_message(label, f"a sparse {type(x).__name__}"))
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor
+        if getattr(x, "layout", None) is not None and str(x.layout) != "torch.strided":
+            raise DataTypeError(_sparse_message(label, f"a torch tensor of layout {x.layout}"))
         x = x.detach().cpu().numpy()
     try:
         arr = np.asarray(x)
@@ -45,6 +97,14 @@ def _as_array(x: ArrayLike, label: str) -> np.ndarray:
         try:
             arr = arr.astype(np.float64)
         except (TypeError, ValueError) as exc:
+            flat = arr.reshape(-1)
+            n_missing = sum(1 for v in flat if _is_missing(v))
+            if n_missing:
+                raise ValueError(f"{label} has {n_missing} missing value{'s' * (n_missing != 1)} (pandas NA or "
+                                 "None); mcgen needs complete rows: drop or impute them (a whole missing component "
+                                 "is what predict_missing is for)") from None
+            if any(sparse.issparse(v) for v in flat[:1000]):
+                raise DataTypeError(_sparse_message(label, "an object array of sparse rows")) from None
             raise DataTypeError(f"{label} has dtype object and its values are not all numbers "
                                 f"(ragged rows or non-numeric values): {exc}") from None
     if np.iscomplexobj(arr):
@@ -207,7 +267,7 @@ def as_components(X: Any, *, n_components: int | None = None, names: Sequence[st
     if n_components is not None and C.n_components != n_components:
         raise ValueError(
             f"X has {C.n_components} components but the estimator was fitted with {n_components} "
-            "(pass a list or Components with one array per component)"
+            f"({SPLIT_BY_ENTRIES_HINT})"
         )
     if not allow_empty and C.n_samples == 0:
         raise ValueError("X has 0 rows; at least one sample is required")

@@ -15,14 +15,27 @@ import torch
 _CONSTANT_FEATURE_TOL = 1e-12
 
 
+def output_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype of a component's outputs for training data of ``dtype``: float64 for float64
+    (or wider) data, float32 for everything else (float32, float16, integers, booleans)."""
+    dtype = np.dtype(dtype)
+    return np.dtype(np.float64) if dtype.kind == "f" and dtype.itemsize >= 8 else np.dtype(np.float32)
+
+
 class Standardizer:
     """Centre and scale chosen components feature by feature, and undo it.
+
+    Undoing it also gives every output its component's dtype (:func:`output_dtype` of the
+    training data: float64 data get float64 outputs, anything else float32); the models
+    compute in float32 either way.
 
     Parameters
     ----------
     mean, scale : list of (ndarray or None)
         Per component: the float32 mean and standard deviation of every feature (arrays of the
         component's sample shape), or ``None`` for a component left as it is.
+    dtypes : list of dtype, optional
+        Per component, the dtype of its outputs (default: float32 for every component).
 
     Examples
     --------
@@ -32,18 +45,23 @@ class Standardizer:
     (array([[1.]], dtype=float32), array([[2.]], dtype=float32))
     """
 
-    def __init__(self, mean: Sequence[np.ndarray | None], scale: Sequence[np.ndarray | None]):
+    def __init__(self, mean: Sequence[np.ndarray | None], scale: Sequence[np.ndarray | None],
+                 dtypes: Sequence[np.dtype | str] | None = None):
         if len(mean) != len(scale):
             raise ValueError(f"mean has {len(mean)} entries but scale has {len(scale)}")
         for i, (m, s) in enumerate(zip(mean, scale)):
             if (m is None) != (s is None):
                 raise ValueError(f"component {i}: mean and scale must both be arrays or both None")
+        if dtypes is not None and len(dtypes) != len(mean):
+            raise ValueError(f"dtypes has {len(dtypes)} entries for {len(mean)} components")
         self.mean = [None if m is None else np.asarray(m, dtype=np.float32) for m in mean]
         self.scale = [None if s is None else np.asarray(s, dtype=np.float32) for s in scale]
+        self.dtypes = [np.dtype(np.float32)] * len(mean) if dtypes is None else [output_dtype(d) for d in dtypes]
 
     @classmethod
     def fit(cls, arrays: Sequence[np.ndarray], which: Sequence[bool]) -> Standardizer:
-        """Statistics of the components flagged in ``which`` (float64 sums, float32 results).
+        """Statistics of the components flagged in ``which`` (float64 sums, float32 results),
+        and every component's output dtype (:func:`output_dtype` of its array).
 
         A feature that is constant (standard deviation below ``1e-12`` times its magnitude) is
         centred but not scaled.
@@ -61,7 +79,7 @@ class Standardizer:
             s = np.where(s > _CONSTANT_FEATURE_TOL * np.maximum(1.0, np.abs(m)), s, 1.0)
             mean.append(m.astype(np.float32))
             scale.append(s.astype(np.float32))
-        return cls(mean, scale)
+        return cls(mean, scale, [np.asarray(a).dtype for a in arrays])
 
     @property
     def n_components(self) -> int:
@@ -79,11 +97,17 @@ class Standardizer:
         return x
 
     def inverse_transform(self, x: np.ndarray, i: int) -> np.ndarray:
-        """Map component ``i`` from the standardised space back to the data's units."""
+        """Map component ``i`` from the standardised space back to the data's units, in the
+        component's output dtype."""
         x = np.asarray(x, dtype=np.float32)
         if self.mean[i] is not None:
             x = x * self.scale[i] + self.mean[i]
-        return x
+        return x.astype(self.dtypes[i], copy=False)
+
+    def as_output(self, a: np.ndarray, i: int) -> np.ndarray:
+        """A copy of data of component ``i`` (a known component returned by ``predict_missing``)
+        in the component's output dtype."""
+        return np.array(a, dtype=self.dtypes[i])
 
     def to_tensor(self, a: np.ndarray, i: int, device=None) -> torch.Tensor:
         """:meth:`transform`, as a tensor (on ``device`` when given)."""
@@ -97,16 +121,18 @@ class Standardizer:
     def get_state(self) -> dict:
         """The statistics as tensors (``None`` for untouched components), for safe persistence."""
         return {"standardize_mean": [None if m is None else torch.from_numpy(m.copy()) for m in self.mean],
-                "standardize_scale": [None if s is None else torch.from_numpy(s.copy()) for s in self.scale]}
+                "standardize_scale": [None if s is None else torch.from_numpy(s.copy()) for s in self.scale],
+                "output_dtypes": [d.name for d in self.dtypes]}
 
     @classmethod
     def from_state(cls, state: dict) -> Standardizer:
-        """Inverse of :meth:`get_state`."""
+        """Inverse of :meth:`get_state` (a state written by mcgen 0.1, without output dtypes,
+        gives float32 outputs, as 0.1 did for generated values)."""
         def arrays(key):
             return [None if t is None else np.asarray(t.numpy() if hasattr(t, "numpy") else t)
                     for t in state[key]]
 
-        return cls(arrays("standardize_mean"), arrays("standardize_scale"))
+        return cls(arrays("standardize_mean"), arrays("standardize_scale"), state.get("output_dtypes"))
 
     def __repr__(self) -> str:
         on = [i for i, m in enumerate(self.mean) if m is not None]

@@ -9,15 +9,24 @@ from mcgen.metrics._common import MetricResult, check_pair
 
 
 def spearman_matrix(arrays: list[np.ndarray]) -> np.ndarray:
-    """Spearman correlation matrix of all scalar columns of all components."""
-    X = np.concatenate(arrays, 1)
-    if X.shape[1] == 1:
+    """Spearman correlation matrix of all scalar columns of all components.
+
+    The Pearson correlation of the columns' ranks (ties get their average rank, as SciPy's
+    ``spearmanr``).  A constant column has no defined correlation: it counts as uncorrelated
+    with every other column (0 off the diagonal, 1 on it), without a division-by-zero warning.
+    """
+    X = np.concatenate([np.asarray(a, dtype=np.float64).reshape(len(a), -1) for a in arrays], 1)
+    P = X.shape[1]
+    if P == 1:
         return np.ones((1, 1))
-    rho = stats.spearmanr(X).statistic
-    if np.ndim(rho) == 0:  # SciPy returns a scalar, not a matrix, for exactly two columns
-        rho = np.array([[1.0, rho], [rho, 1.0]])
-    # Constant columns give NaN correlations: count them as uncorrelated.
-    return np.nan_to_num(rho, nan=0.0)
+    R = stats.rankdata(X, axis=0)
+    R -= R.mean(0)
+    norm = np.sqrt(np.square(R).sum(0))
+    constant = norm == 0
+    Z = np.divide(R, norm, out=np.zeros_like(R), where=~constant)
+    rho = np.clip(Z.T @ Z, -1.0, 1.0)
+    np.fill_diagonal(rho, 1.0)
+    return rho
 
 
 def dependency_error(gen, ref) -> MetricResult:
