@@ -470,6 +470,13 @@ def test_dependency_graph_combines_mixture_components_as_documented(copula):
                                partial_canonical_correlations(np.linalg.inv(total), sizes), atol=1e-5)
     with pytest.raises(ValueError, match="mixture"):
         est.dependency_graph("mean")
+    # on a graph: "weighted" keeps the zeros, "moments" does not (a mixture of GMRFs is not a GMRF)
+    chain = gmrf(prior_components=3, max_epochs=1, graph="chain").fit(copula)
+    chain.module_.set_prior(torch.tensor(3 * means, dtype=torch.float32), torch.tensor(covs, dtype=torch.float32),
+                            torch.tensor(np.log(w), dtype=torch.float32))
+    off_graph = ~resolve_graph("chain", 4) & ~np.eye(4, dtype=bool)
+    assert (chain.dependency_graph()[off_graph] == 0).all()
+    assert (chain.dependency_graph("moments")[off_graph] > 0.05).all()
 
 
 def _nonlinear_chain(n, seed, noise=0.4):

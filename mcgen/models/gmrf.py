@@ -404,8 +404,6 @@ class GMRFModule(MultiComponentModule):
             eye = torch.eye(self.D, dtype=L.dtype, device=L.device)
             X = torch.linalg.solve_triangular(L, eye, upper=False)
             out = partial_canonical_correlations((X.mT @ X).cpu().numpy(), self.block_sizes)
-        if self.graph_structure is not None:
-            out = out * self.graph_structure.adjacency
         np.fill_diagonal(out, 0.0)
         return out
 
