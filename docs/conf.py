@@ -114,6 +114,8 @@ API_MODULES = [
     ("mcgen.metrics", "Metrics", "See :doc:`../metrics`."),
     ("mcgen.scoring", "Scorers", "Scorers for ``GridSearchCV`` and ``cross_val_score`` (higher is better)."),
     ("mcgen.plotting", "Plotting", "Needs the ``[plot]`` extra (matplotlib)."),
+    ("mcgen.graph", "Component graphs", "Graphs of components for ``GMRFMultiComponentVAE(graph=...)`` and the "
+     "dependency measure of ``dependency_graph()``; see :doc:`../mathematics`."),
     ("mcgen.datasets", "Datasets",
      "Every dataset is loaded through :func:`mcgen.load_dataset`; these modules hold the loaders and "
      "their helpers.  See :doc:`../datasets`."),
