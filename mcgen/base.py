@@ -66,7 +66,9 @@ from mcgen.training import (
     MultiComponentNet,
     ResumeFromCheckpoint,
     build_net,
+    resolve_n_threads,
     seeded_rng,
+    torch_threads,
 )
 
 __all__ = ["SHARED_PARAMETER_DOCS", "MultiComponentVAE"]
@@ -81,7 +83,8 @@ INFERENCE_CHUNK = 4096
 SHARED_PARAMETERS_MARKER = "    [shared parameters]\n"
 #: Parameters a checkpoint may have been written with other values of: resuming with more
 #: epochs, on another device or with other logging continues the same fit.
-_RESUME_FREE_PARAMETERS = frozenset({"max_epochs", "verbose", "callbacks", "device", "checkpoint_dir"})
+_RESUME_FREE_PARAMETERS = frozenset({"max_epochs", "verbose", "callbacks", "device", "checkpoint_dir",
+                                      "n_threads"})
 
 #: numpydoc entries (type, description) of the shared parameters; the default is read from
 #: each estimator's signature.  An estimator may reword an entry in ``_shared_parameter_docs``.
@@ -132,6 +135,12 @@ SHARED_PARAMETER_DOCS: dict[str, tuple[str, str]] = {
                        "Save a checkpoint after every epoch there (atomically; the folder is created when missing); "
                        "``fit(X, resume=True)`` continues an interrupted fit of the same data from it (see "
                        "``docs/reliability.md``)."),
+    "n_threads": ("int, \"auto\" or None",
+                  "Torch threads for ``fit`` and every inference call (restored afterwards). ``\"auto\"``: one "
+                  "thread inside a parallel worker (``GridSearchCV(n_jobs=k)``, ``cross_val_score(n_jobs=k)``, "
+                  "joblib, Dask), whose processes already share the cores, and torch's setting elsewhere; "
+                  "``None``: always torch's setting; an int: that many. On a machine busy with other work, 1 is "
+                  "often much faster than torch's default of one per core (see ``docs/reliability.md``)."),
 }
 
 
@@ -235,6 +244,7 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "checkpoint_dir": [str, os.PathLike, None],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
     }
     #: Renamed parameters, ``{old: new}``: files written before the rename still load.
     _renamed_parameters: dict[str, str] = {
@@ -266,7 +276,7 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
                  decoder_kwargs=None, likelihood="gaussian", llik_scale=None, standardize=True, max_epochs=100,
                  batch_size=256, lr=1e-3, optimizer="adam", device="cpu", callbacks=None, validation_fraction=None,
                  n_iter_no_change=10, clip_grad_norm=None, net_kwargs=None, random_state=None, verbose=0,
-                 checkpoint_dir=None):
+                 checkpoint_dir=None, n_threads="auto"):
         self.latent_dim = latent_dim
         self.beta = beta
         self.encoder = encoder
@@ -289,6 +299,7 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.checkpoint_dir = checkpoint_dir
+        self.n_threads = n_threads
 
     # ------------------------------------------------------------------------------------------
     # declaring the parameters once: signatures and docstrings of the subclasses
@@ -623,7 +634,7 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
         dataset = self._dataset(C.arrays, standardizer)
         if checkpoint is not None:
             epochs = max(0, self.max_epochs - int(checkpoint["epoch"]))
-        with seeded_rng(seed, self.device):
+        with torch_threads(resolve_n_threads(self.n_threads)), seeded_rng(seed, self.device):
             module = self._build_module(specs)
             for lik, sd in zip(module.likelihoods, standardizer.scale):  # fixed likelihood scales: data units
                 if sd is not None and hasattr(lik, "set_data_scale"):
@@ -702,7 +713,7 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
         arrays = self._validate_data(X, reset=False)
         dataset = self._dataset(arrays)
         seed = (self._seed_ + 7919 * len(self.net_.history)) % (2**31 - 1)
-        with seeded_rng(seed, self.device):
+        with torch_threads(resolve_n_threads(self.n_threads)), seeded_rng(seed, self.device):
             self.net_.partial_fit(dataset, None, epochs=epochs)
             self.net_.module_.eval()
         self.history_ = self.net_.history
@@ -788,7 +799,7 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
         module = self.module_
         if module.training:
             module.eval()
-        with torch.no_grad():
+        with torch_threads(resolve_n_threads(self.n_threads)), torch.no_grad():
             yield module
 
     @staticmethod

@@ -229,7 +229,7 @@ _REFUSED_GLOBAL = re.compile(r"(?:Unsupported global|GLOBAL)[:\s]+(?:GLOBAL\s+)?
 
 def _read(path: str | os.PathLike, kind: str) -> dict:
     if not os.path.exists(path):
-        raise FileNotFoundError(errno.ENOENT, f"no such file: {path}", os.fspath(path))
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", os.fspath(path))
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except OSError as exc:

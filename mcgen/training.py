@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -45,8 +46,11 @@ __all__ = [
     "ResumeFromCheckpoint",
     "TrainingDivergedError",
     "build_net",
+    "in_parallel_worker",
     "refit_prior",
+    "resolve_n_threads",
     "seeded_rng",
+    "torch_threads",
 ]
 
 #: Optimizer names accepted by the estimators' ``optimizer`` parameter.
@@ -199,6 +203,74 @@ def build_net(module: torch.nn.Module, *, seed: int, optimizer: str | type = "ad
     return net_class(module, optimizer=resolve_optimizer(optimizer), lr=lr, max_epochs=max_epochs,
                      batch_size=batch_size, train_split=train_split, callbacks=cbs, device=device,
                      verbose=int(bool(verbose)), shuffle_generator=gen, **(net_kwargs or {}))
+
+
+def in_parallel_worker() -> bool:
+    """Whether this code runs inside a parallel worker: a joblib worker process or thread
+    (``GridSearchCV(n_jobs=k)``, ``cross_val_score(n_jobs=k)``, ``Parallel``; joblib's own
+    sequential runs are not workers) or a Dask worker."""
+    import sys
+
+    try:  # joblib marks the calls it runs in workers with a nested backend (nesting level >= 1)
+        from joblib.parallel import _get_active_backend
+
+        if getattr(_get_active_backend()[0], "nesting_level", 0) >= 1:
+            return True
+    except Exception:  # pragma: no cover - a joblib without this helper
+        pass
+    import multiprocessing
+
+    if multiprocessing.current_process().name.startswith("LokyProcess"):
+        return True
+    if "distributed" in sys.modules:
+        try:
+            sys.modules["distributed"].get_worker()
+            return True
+        except (ValueError, AttributeError):
+            pass
+    return False
+
+
+def resolve_n_threads(n_threads: int | str | None) -> int | None:
+    """The torch thread count an estimator's ``n_threads`` asks for here: ``None`` (keep torch's
+    setting), an int, or ``"auto"``: 1 inside a parallel worker (:func:`in_parallel_worker`: the
+    workers already share the cores), torch's setting elsewhere."""
+    if n_threads == "auto":
+        return 1 if in_parallel_worker() else None
+    return None if n_threads is None else int(n_threads)
+
+
+_THREADS_LOCK = threading.Lock()
+#: Calls inside :func:`torch_threads` now, and the setting the first of them found.
+_THREADS_STATE: dict[str, int | None] = {"active": 0, "original": None}
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``torch.set_num_threads(n)`` (nothing changes for ``None``), then restore the
+    setting found before.
+
+    Concurrent callers (threads of a joblib threading backend) restore the setting the first of
+    them found, not one another's: torch's OpenMP setting is per thread, but a new thread starts
+    from the last value set anywhere.
+    """
+    if n is None:
+        yield
+        return
+    with _THREADS_LOCK:
+        if not _THREADS_STATE["active"]:
+            _THREADS_STATE["original"] = torch.get_num_threads()
+        _THREADS_STATE["active"] += 1
+        original = int(_THREADS_STATE["original"])
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _THREADS_STATE["active"] -= 1
+        if torch.get_num_threads() != original:
+            torch.set_num_threads(original)
 
 
 @contextlib.contextmanager

@@ -60,9 +60,30 @@ def test_gmrf_step_overhead_benchmark_runs(tmp_path):
     assert json.loads(out.read_text())["rows"] == rows
 
 
-def test_polymnist_coherence_benchmark_runs(tmp_path, monkeypatch):
-    data = Path(__file__).resolve().parents[2] / "shared" / "data"
+def tiny_polymnist_home(tmp_path: Path, monkeypatch, n_train: int, n_test: int, pretrained: bool = False) -> Path:
+    """A data home made here, offline: tiny MNIST files (their checksums patched in) and, with
+    ``pretrained``, five randomly initialised classifiers in the pretrained classifiers' layout.
+    ``MCGEN_DATA`` is unset and ``HOME`` is ``tmp_path``, so nothing outside it is read or written."""
+    from mcgen.datasets import polymnist
+    from mcgen.metrics.classifiers import PRETRAINED_NAMES, PolyMNISTClassifier
+    from tests._datasets_fixtures import make_mnist
+
+    home = tmp_path / "data"
+    monkeypatch.setattr(polymnist, "MNIST_FILES", make_mnist(home / "mnist", n_train=n_train, n_test=n_test))
+    monkeypatch.delenv("MCGEN_DATA", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # derived caches go to a fresh ~/.mcgen_data
+    if pretrained:
+        folder = home / "polymnist_classifiers"
+        folder.mkdir()
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            for name in PRETRAINED_NAMES:
+                torch.save(PolyMNISTClassifier().state_dict(), folder / name)
+    return home
+
+
+def test_polymnist_coherence_benchmark_runs(tmp_path, monkeypatch):
+    data = tiny_polymnist_home(tmp_path, monkeypatch, n_train=64, n_test=32, pretrained=True)
     out = tmp_path / "pc.json"
     _load("polymnist_coherence").main(["--betas", "1", "--n-train", "64", "--n-test", "32", "--n-uncond", "32",
                                        "--epochs", "1", "--classifiers", "pretrained", "--data-home", str(data),
@@ -142,8 +163,7 @@ def test_completion_benchmark_records_a_failing_fit_and_checks_params(tmp_path):
 
 
 def test_polymnist_defaults_benchmark_runs(tmp_path, monkeypatch):
-    data = Path(__file__).resolve().parents[2] / "shared" / "data"
-    monkeypatch.setenv("HOME", str(tmp_path))  # derived caches go to a fresh ~/.mcgen_data
+    data = tiny_polymnist_home(tmp_path, monkeypatch, n_train=256, n_test=64)
     threads = torch.get_num_threads()
     try:
         run = _load("polymnist_defaults").main(["--quick", "--rows-shown", "2", "--param", "prior_components=2",
@@ -172,3 +192,11 @@ def test_graph_scaling_benchmark_runs(tmp_path):
                                                                          (4, "chain", 3), (4, "full", 6)]
     assert all(r["ms_per_step"] > 0 for r in saved["rows"])
     assert set(res["exponents"]) == {"chain", "full"} and all(b == b for b in res["exponents"].values())
+
+
+def test_threads_gridsearch_benchmark_runs(tmp_path):
+    out = tmp_path / "threads.json"
+    rows = _load("threads_gridsearch").main(["--backend", "threading", "--variants", "default", "n_threads=2",
+                                             "--rows", "60", "--epochs", "1", "--repeats", "1", "--out", str(out)])
+    assert [r["threads_in_fit"] for r in rows] == [[1.0], [2.0]]  # "auto": one thread in a worker thread
+    assert json.loads(out.read_text())["rows"][0]["median_s"] > 0
