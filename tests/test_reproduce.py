@@ -75,3 +75,20 @@ def test_figure5_is_refused_with_a_reason(capsys):
 def test_unknown_experiment_is_refused():
     with pytest.raises(ValueError, match="unknown experiment"):
         reproduce.run("table9", tiny=True)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "0"], "--epochs: must be at least 1, got 0"),
+    (["--rows", "-5"], "--rows: must be at least 2, got -5"),
+    (["--n-jobs", "0"], "--n-jobs: must be at least 1, got 0"),
+    (["--seeds", "1", "-1"], "--seeds: must be at least 0, got -1"),
+    (["--epochs", "ten"], "--epochs: must be an integer, got 'ten'"),
+])
+def test_numeric_options_are_checked_before_any_work(argv, message, capsys, monkeypatch):
+    """Bug caught: ``type=int`` let ``--epochs 0`` or ``--rows -5`` through to the protocol, which then failed
+    deep inside training with a traceback (or, for ``--n-jobs 0``, in joblib)."""
+    monkeypatch.setattr(reproduce, "run", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["reproduce", "table1", "--tiny", *argv])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
