@@ -511,7 +511,6 @@ def test_dependency_graph_of_a_fitted_nonlinear_chain_ranks_the_links_first():
 
 
 def test_plot_dependency_graph(tmp_path):
-    pytest.importorskip("matplotlib")
     from mcgen.plotting import plot_dependency_graph
 
     W = np.array([[0, 0.9, 0.1], [0.9, 0, 0.4], [0.1, 0.4, 0]])

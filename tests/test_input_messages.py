@@ -81,7 +81,7 @@ def test_missing_values_say_missing_values_naming_the_component(X, fitted):
 
 
 def test_pandas_nullable_na_says_missing_values(X):
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
     frame = pd.DataFrame(X.arrays[1], columns=["a", "b"]).astype("Float64")
     frame.iloc[3, 0] = pd.NA
     with pytest.raises(ValueError, match=r"component 1 has 1 missing value \(pandas NA or None\)"):

@@ -69,14 +69,21 @@ def test_a_failed_write_names_the_users_path_not_the_temporary_file(fitted, tmp_
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.skipif(not os.path.isdir("/sys") or os.access("/sys", os.W_OK) and os.geteuid() != 0,
-                    reason="needs a folder the process cannot write to")
-def test_an_unwritable_folder_names_the_users_path(fitted):
-    if os.access("/sys", os.W_OK) and os.geteuid() != 0:
-        pytest.skip("/sys is writable here")
+def test_an_unwritable_folder_names_the_users_path(fitted, tmp_path, monkeypatch):
+    """Bug caught: the error named the temporary file (``....tmp``), not the user's path, and left the temporary
+    file behind. The refusal is simulated (as root every folder is writable) where the OS would refuse: the
+    final rename of the temporary file."""
+    import mcgen.persistence as persistence
+
+    def refuse(src, dst):
+        raise PermissionError(13, "Permission denied", os.fspath(src))
+
+    monkeypatch.setattr(persistence.os, "replace", refuse)
+    target = tmp_path / "m.mcgen"
     with pytest.raises(PermissionError) as info:
-        fitted.save("/sys/m.mcgen")
-    assert info.value.filename == "/sys/m.mcgen" and ".tmp" not in str(info.value)
+        fitted.save(target)
+    assert info.value.filename == os.fspath(target) and ".tmp" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
 
 
 class _Payload:
