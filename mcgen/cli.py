@@ -16,29 +16,16 @@ import os
 import sys
 from pathlib import Path
 
+from mcgen.cli_types import int_at_least
+
 #: Image formats the pair plot can be written in (by the file's suffix).
 PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")
 #: The pair plot's file when ``--plot`` is not given.
 DEFAULT_PLOT = "copula_pairs.png"
 
 
-def _int_at_least(minimum: int, what: str):
-    """An argparse ``type``: an integer of at least ``minimum``."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer ({what}), got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum} ({what}), got {value}")
-        return value
-
-    parse.__name__ = f"int>={minimum}"
-    return parse
-
-
 def _seed(text: str) -> int:
-    value = _int_at_least(0, "a seed")(text)
+    value = int_at_least(0, "a seed")(text)
     if value > 2**32 - 1:
         raise argparse.ArgumentTypeError(f"must be at most 2**32 - 1 (a seed), got {value}")
     return value
@@ -225,21 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train the GMRF MCVAE on the Copula data and report its quality",
                           description="Train the GMRF MCVAE on the built-in Copula data (4 components), print "
                                       "its quality against the noise floor and write a pair plot.")
-    demo.add_argument("--epochs", type=_int_at_least(1, "training epochs"), default=100,
+    demo.add_argument("--epochs", type=int_at_least(1, "training epochs"), default=100,
                       help="training epochs (default: %(default)s)")
-    demo.add_argument("--n-samples", type=_int_at_least(2, "training rows"), default=10_000,
+    demo.add_argument("--n-samples", type=int_at_least(2, "training rows"), default=10_000,
                       help="rows of Copula data to train on (default: %(default)s)")
-    demo.add_argument("--n-test", type=_int_at_least(2, "test rows"), default=2000,
+    demo.add_argument("--n-test", type=int_at_least(2, "test rows"), default=2000,
                       help="rows of the test and reference sets the metrics use (default: %(default)s)")
     demo.add_argument("--seed", type=_seed, default=0,
                       help="random_state of the model: initialisation, batches, noise (default: %(default)s)")
-    demo.add_argument("--threads", type=_int_at_least(0, "torch threads; 0 keeps torch's default"), default=0,
+    demo.add_argument("--threads", type=int_at_least(0, "torch threads; 0 keeps torch's default"), default=0,
                       help="torch threads (default: 0, torch's default: one per core; 1 is faster on a busy "
                            "machine)")
     demo.add_argument("--plot", type=_plot_path, default=None,
                       help=f"pair-plot image path, in an existing folder ('' to skip; default: {DEFAULT_PLOT}, "
                            "skipped with a note when matplotlib is missing)")
-    demo.add_argument("--verbose", type=_int_at_least(0, "a verbosity level"), default=0,
+    demo.add_argument("--verbose", type=int_at_least(0, "a verbosity level"), default=0,
                       help="1: skorch's per-epoch table and batch progress bars instead of the epoch bar "
                            "(default: %(default)s)")
     demo.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,

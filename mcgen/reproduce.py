@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mcgen.cli_types import int_at_least
+
 __all__ = [
     "EXPERIMENTS",
     "PAPER",
@@ -656,20 +658,6 @@ def _command(args: argparse.Namespace) -> int:
 
 
 
-def _at_least(minimum: int):
-    """An argparse ``type``: an integer of at least ``minimum`` (checked before any work starts)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    parse.__name__ = f"int>={minimum}"
-    return parse
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``reproduce`` subcommand to the ``mcgen`` command's subparsers."""
     p = subparsers.add_parser(
@@ -684,10 +672,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # seconds; the test suite's setting
     p.add_argument("--out", default="mcgen_reproduce", help="folder of the JSON and figure (default: %(default)s)")
     p.add_argument("--data-home", default=None, help="folder of the raw data (default $MCGEN_DATA or ~/.mcgen_data)")
-    p.add_argument("--n-jobs", type=_at_least(1), default=1, help="fits in parallel processes, one torch thread each")
-    p.add_argument("--seeds", type=_at_least(0), nargs="+", default=None, help="replace the protocol's seeds")
-    p.add_argument("--epochs", type=_at_least(1), default=None, help="replace the protocol's epochs")
-    p.add_argument("--rows", type=_at_least(2), default=None,
+    p.add_argument("--n-jobs", type=int_at_least(1), default=1,
+                   help="fits in parallel processes, one torch thread each")
+    p.add_argument("--seeds", type=int_at_least(0), nargs="+", default=None, help="replace the protocol's seeds")
+    p.add_argument("--epochs", type=int_at_least(1), default=None, help="replace the protocol's epochs")
+    p.add_argument("--rows", type=int_at_least(2), default=None,
                    help="replace the protocol's training rows (tuples, designs)")
     p.add_argument("--library-defaults", action="store_true",
                    help="the GMRF model at mcgen's defaults (mixture prior, conditional term) instead of the paper's")
