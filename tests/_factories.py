@@ -6,6 +6,10 @@ well under a second on the test data.
 
 from __future__ import annotations
 
+import numpy as np
+import torch
+from torch import nn
+
 import mcgen
 
 TINY_NET = {"hidden": (16,)}
@@ -36,3 +40,24 @@ mmvaeplus = _baseline(mcgen.MMVAEPlus, private_dim=1)
 
 #: name -> factory; the baselines add themselves here.
 FACTORIES = {"gmrf": gmrf, "mvae": mvae, "mmvae": mmvae, "mopoe": mopoe, "mmvaeplus": mmvaeplus}
+
+
+# One linear layer each way: the smallest architecture a plugin can register (tests of the registry).
+class LinearEncoder(nn.Module):
+    def __init__(self, input_shape, width=5):
+        super().__init__()
+        self.lin = nn.Linear(int(np.prod(input_shape)), width)
+        self.out_features = width
+
+    def forward(self, x):
+        return torch.tanh(self.lin(x.flatten(1)))
+
+
+class LinearDecoder(nn.Module):
+    def __init__(self, latent_dim, output_shape):
+        super().__init__()
+        self.shape = tuple(output_shape)
+        self.lin = nn.Linear(latent_dim, int(np.prod(output_shape)))
+
+    def forward(self, z):
+        return self.lin(z).reshape(z.shape[0], *self.shape)

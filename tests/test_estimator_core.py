@@ -19,7 +19,7 @@ from mcgen import GMRFMultiComponentVAE, MultiComponentVAE, load_dataset
 from mcgen.base import SHARED_PARAMETER_DOCS
 from mcgen.likelihoods import GaussianLikelihood
 from mcgen.plugins import DISABLE_AUTOLOAD_ENV, hookimpl, register_plugin, reset_plugins, unregister_plugin
-from tests._factories import FACTORIES, gmrf
+from tests._factories import FACTORIES, LinearDecoder, LinearEncoder, gmrf
 
 torch.set_num_threads(1)
 
@@ -247,31 +247,13 @@ def test_every_exception_class_lives_in_mcgen_exceptions_and_is_exported():
 # ------------------------------------------------------------------------------------------------
 # "auto" architectures by declared kinds
 # ------------------------------------------------------------------------------------------------
-class _Linear(nn.Module):
-    def __init__(self, input_shape, width=6):
-        super().__init__()
-        self.lin = nn.Linear(int(np.prod(input_shape)), width)
-        self.out_features = width
-
-    def forward(self, x):
-        return torch.tanh(self.lin(x.flatten(1)))
-
-
-class _LinearDecoder(nn.Module):
-    def __init__(self, latent_dim, output_shape):
-        super().__init__()
-        self.shape = tuple(output_shape)
-        self.lin = nn.Linear(latent_dim, int(np.prod(output_shape)))
-
-    def forward(self, z):
-        return self.lin(z).reshape(z.shape[0], *self.shape)
 
 
 class _Preferred:
     @hookimpl
     def mcgen_register_architectures(self, register):
-        register("linear_seq", _Linear, _LinearDecoder, kinds=("sequence",))
-        register("linear_vec", _Linear, _LinearDecoder, kinds=("vector",), priority=5,
+        register("linear_seq", LinearEncoder, LinearDecoder, kinds=("sequence",))
+        register("linear_vec", LinearEncoder, LinearDecoder, kinds=("vector",), priority=5,
                  supports=lambda shape: shape[0] >= 3)
 
 
@@ -285,8 +267,8 @@ def test_a_plugin_architecture_is_the_automatic_choice_for_the_kinds_it_declares
         est = GMRFMultiComponentVAE(max_epochs=1, batch_size=8, offdiag_hidden=8, random_state=0).fit(X)
         # a sequence goes to the only architecture declaring the kind; a 3-vector to the
         # vector architecture that outranks mlp; a 2-vector (not supported by it) to mlp
-        assert [type(e).__name__ for e in est.module_.encoders] == ["_Linear", "_Linear", "MLPEncoder"]
-        assert [type(d).__name__ for d in est.module_.decoders] == ["_LinearDecoder", "_LinearDecoder",
+        assert [type(e).__name__ for e in est.module_.encoders] == ["LinearEncoder", "LinearEncoder", "MLPEncoder"]
+        assert [type(d).__name__ for d in est.module_.decoders] == ["LinearDecoder", "LinearDecoder",
                                                                     "MLPDecoder"]
         unregister_plugin("preferred")
         est = GMRFMultiComponentVAE(max_epochs=1, batch_size=8, offdiag_hidden=8, random_state=0).fit(X)

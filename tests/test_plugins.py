@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 import mcgen
 from mcgen import GMRFMultiComponentVAE, load_dataset
@@ -33,6 +32,7 @@ from mcgen.plugins import (
     unregister_plugin,
 )
 from mcgen.plugins.manager import BUILTIN_PLUGINS, collect_registries
+from tests._factories import LinearDecoder, LinearEncoder
 
 torch.set_num_threads(1)
 
@@ -57,24 +57,6 @@ def no_autoload(monkeypatch):
 # ------------------------------------------------------------------------------------------------
 # an in-process plugin (no installation)
 # ------------------------------------------------------------------------------------------------
-class LinearEncoder(nn.Module):
-    def __init__(self, input_shape, width=5):
-        super().__init__()
-        self.lin = nn.Linear(int(np.prod(input_shape)), width)
-        self.out_features = width
-
-    def forward(self, x):
-        return torch.tanh(self.lin(x.flatten(1)))
-
-
-class LinearDecoder(nn.Module):
-    def __init__(self, latent_dim, output_shape):
-        super().__init__()
-        self.shape = tuple(output_shape)
-        self.lin = nn.Linear(latent_dim, int(np.prod(output_shape)))
-
-    def forward(self, z):
-        return self.lin(z).reshape(z.shape[0], *self.shape)
 
 
 def toy_loader(n_samples=40, random_state=0, data_home=None):
