@@ -200,9 +200,25 @@ def build_net(module: torch.nn.Module, *, seed: int, optimizer: str | type = "ad
         cbs.append(cb if isinstance(cb, tuple) else (f"user_{k}_{type(cb).__name__}", cb))
     gen = torch.Generator()
     gen.manual_seed(seed)
-    return net_class(module, optimizer=resolve_optimizer(optimizer), lr=lr, max_epochs=max_epochs,
+    opt_class = resolve_optimizer(optimizer)
+    kwargs = dict(net_kwargs or {})
+    if _fused_by_default(opt_class, device, kwargs):
+        kwargs["optimizer__fused"] = True
+    return net_class(module, optimizer=opt_class, lr=lr, max_epochs=max_epochs,
                      batch_size=batch_size, train_split=train_split, callbacks=cbs, device=device,
-                     verbose=int(bool(verbose)), shuffle_generator=gen, **(net_kwargs or {}))
+                     verbose=int(bool(verbose)), shuffle_generator=gen, **kwargs)
+
+
+def _fused_by_default(opt_class: type, device, net_kwargs: dict) -> bool:
+    """Whether Adam/AdamW get torch's fused kernel: one kernel for all parameters instead of a
+    dozen per parameter tensor (the same update; the step of the paper's Copula networks is
+    10-20 % faster, ``benchmarks/step_floor.py``).  Not when the user chose ``fused`` or
+    ``foreach`` through ``net_kwargs``, nor on devices without the kernel."""
+    if opt_class not in (torch.optim.Adam, torch.optim.AdamW):
+        return False
+    if any(k in net_kwargs for k in ("optimizer__fused", "optimizer__foreach")):
+        return False
+    return torch.device(device if device is not None else "cpu").type in ("cpu", "cuda")
 
 
 def in_parallel_worker() -> bool:

@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -200,3 +201,46 @@ def test_threads_gridsearch_benchmark_runs(tmp_path):
                                              "--rows", "60", "--epochs", "1", "--repeats", "1", "--out", str(out)])
     assert [r["threads_in_fit"] for r in rows] == [[1.0], [2.0]]  # "auto": one thread in a worker thread
     assert json.loads(out.read_text())["rows"][0]["median_s"] > 0
+
+
+def test_copula_paper_protocol_runs_searches_then_seeds_and_resumes(tmp_path):
+    """``copula.py --paper`` at a tiny setting: every configuration searched over the grid on seed 0,
+    the chosen beta is the smallest criterion, the other seeds run at it, and ``--resume`` reruns
+    nothing.  Fails if the main runs ignored the search or a resumed run repeated finished jobs."""
+    out = tmp_path / "paper.json"
+    argv = ["--paper", "--epochs", "2", "--search-epochs", "1", "--n-train", "200", "--n-test", "200",
+            "--n-val", "200", "--seeds", "0", "1", "--grid", "1", "0.001", "--configs", "gmrf", "mmvae-gaussian",
+            "--workers", "2", "--out", str(out)]
+    res = _load("copula").main(argv)
+    saved = json.loads(out.read_text())
+    assert len(saved["runs"]) == 2 * 2 + 2 * 2  # 2 configurations x (2 betas searched + 2 seeds)
+    for c in ("gmrf", "mmvae-gaussian"):
+        search = [r for r in saved["runs"] if r["phase"] == "search" and r["config"] == c]
+        main = [r for r in saved["runs"] if r["phase"] == "main" and r["config"] == c]
+        best = min(search, key=lambda r: r["criterion"])["beta"]
+        assert {r["beta"] for r in main} == {best} and sorted(r["seed"] for r in main) == [0, 1]
+        assert all(r["epochs_run"] == 2 for r in main) and all(r["epochs_run"] == 1 for r in search)
+        s = res["summary"][c]
+        assert s["beta"] == best and s["seeds"] == [0, 1] and s["ms_per_step"] > 0
+        assert len(s["table1_conditional"]["per_coordinate_mean"]) == 2
+    assert [r for r in saved["runs"] if r["config"] == "mmvae-gaussian"][0]["model"] == "mmvae"
+    again = _load("copula").main(argv + ["--resume"])
+    assert len(again["runs"]) == len(saved["runs"])
+
+
+def test_step_floor_benchmark_runs(tmp_path):
+    out = tmp_path / "floor.json"
+    threads = torch.get_num_threads()
+    try:
+        res = _load("step_floor").main(["--epochs", "2", "--n-train", "300", "--configs", "gmrf", "mopoe",
+                                        "--gemm", "64", "--rounds", "1", "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    rows = {r["config"]: r for r in res["rows"]}
+    assert set(rows) == {"gmrf", "mopoe"}
+    for r in rows.values():
+        # the floor is the counted FLOPs over the measured throughput; the step cannot beat it by much
+        assert r["gflop_per_step"] > 0 and r["floor_ms"] == pytest.approx(r["gflop_per_step"] * 1e12
+                                                                          / res["gemm_flops_per_s"])
+        assert r["ratio"] > 0.5 and r["profile_ms"]["matrix_products"] > 0
+    assert json.loads(out.read_text())["rows"] == res["rows"]

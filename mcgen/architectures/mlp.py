@@ -12,9 +12,12 @@ from torch import Tensor, nn
 
 from mcgen.plugins.hookspecs import hookimpl
 
+# ReLU and LeakyReLU run in place: they always follow a Linear layer, whose backward does not
+# need its output, so this saves one activation-sized tensor per layer (the step is bound by
+# memory traffic, not arithmetic, at the paper's widths; benchmarks/step_floor.py).
 ACTIVATIONS = {
-    "relu": nn.ReLU,
-    "leaky_relu": lambda: nn.LeakyReLU(0.2),
+    "relu": lambda: nn.ReLU(inplace=True),
+    "leaky_relu": lambda: nn.LeakyReLU(0.2, inplace=True),
     "elu": nn.ELU,
     "gelu": nn.GELU,
     "silu": nn.SiLU,
