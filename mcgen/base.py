@@ -48,6 +48,7 @@ from mcgen.components import (
 )
 from mcgen.exceptions import PersistenceError
 from mcgen.likelihoods import Likelihood, make_likelihood
+from mcgen.missing import check_observed, format_rows, observed_mask, observed_patterns
 from mcgen.models.base import ComponentSpec, MultiComponentModule
 from mcgen.persistence import (
     CHECKPOINT_FILE,
@@ -394,7 +395,8 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
     # ------------------------------------------------------------------------------------------
     # the input gate
     # ------------------------------------------------------------------------------------------
-    def _validate_data(self, X, *, reset: bool, components: Sequence[int] | None = None):
+    def _validate_data(self, X, *, reset: bool, components: Sequence[int] | None = None,
+                       missing_rows: bool = False):
         """Validate ``X``: the one input check of every public method.
 
         ``reset=True`` (fitting): ``X`` is a list of arrays, a ``Components`` or one array (one
@@ -403,7 +405,9 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
 
         ``reset=False`` (inference): the arrays of the fitted components ``components``
         (default: all, in order) are checked against the fitted shapes; returns them as a list
-        of arrays.  Messages name the fitted component index.
+        of arrays.  Messages name the fitted component index.  ``missing_rows`` lets a row's
+        component be missing (NaN throughout), as fitting always does; every row keeps at least
+        one observed component.
         """
         if reset:
             check_not_split_by_component(X)
@@ -416,9 +420,10 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
                 if 0 in a.shape[1:]:
                     raise ValueError(f"component {i} has 0 feature(s) (shape={a.shape}) while a minimum of 1 is "
                                      "required.")
-                self._check_finite(a, i)
+                self._check_finite(a, i, missing_rows=True)
             if C.n_samples < 2:
                 raise ValueError(f"fit needs at least 2 samples (rows), got n_samples = {C.n_samples}")
+            check_observed(observed_mask(C.arrays))
             return C
         check_is_fitted(self)
         comps = list(range(self.n_components_)) if components is None else list(components)
@@ -447,29 +452,49 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
                     msg += (f" (X has {a.shape[1]} features, but {type(self).__name__} is expecting {fitted[0]} "
                             "features as input)")
                 raise ValueError(msg)
-            self._check_finite(a, i)
+            self._check_finite(a, i, missing_rows=missing_rows)
         if n == 0:
             raise ValueError("X has 0 rows; at least one sample is required")
+        if missing_rows:
+            check_observed(observed_mask(arrays), components=comps, need_every_component=False)
         return arrays
 
     @staticmethod
-    def _check_finite(a: np.ndarray, i: int) -> None:
+    def _check_finite(a: np.ndarray, i: int, missing_rows: bool = False) -> None:
         """Refuse NaN, infinite, and values beyond float32's range (the models compute in
-        float32, where they would overflow to infinity)."""
+        float32, where they would overflow to infinity).
+
+        With ``missing_rows`` a row whose component ``i`` is NaN throughout is a missing
+        component (``fit``, ``partial_fit``, ``predict_missing`` and ``score_samples`` take them);
+        a row that is NaN in part of the component stays an error naming the row."""
         if a.dtype.kind != "f" or a.size == 0:
             return
         finite = np.isfinite(a)
         if not finite.all():
-            n_bad = int(a.size - finite.sum())
-            n_nan = int(np.isnan(a).sum())
-            raise ValueError(f"component {i} contains {n_bad} NaN or infinite values ({n_nan} NaN, i.e. missing, "
-                             f"{n_bad - n_nan} infinite); mcgen needs complete, finite rows: drop or impute them (a "
-                             "whole missing component is what predict_missing is for)")
+            nan = np.isnan(a)
+            n_inf = int(a.size - finite.sum() - nan.sum())
+            if n_inf:
+                rows = np.flatnonzero(np.isinf(a).reshape(len(a), -1).any(1))
+                raise ValueError(f"component {i} contains {n_inf} infinite value{'s' * (n_inf != 1)} (rows "
+                                 f"{format_rows(rows)}); mcgen needs finite values")
+            per_row = nan.reshape(len(a), -1)
+            partial = np.flatnonzero(per_row.any(1) & ~per_row.all(1))
+            if partial.size:
+                raise ValueError(f"component {i} is NaN in part of row{'s' * (partial.size != 1)} "
+                                 f"{format_rows(partial)}: a component is either observed in full or missing "
+                                 "(NaN throughout); impute the partly missing features or set the whole component "
+                                 "of that row to NaN")
+            if not missing_rows:
+                rows = np.flatnonzero(per_row.all(1))
+                raise ValueError(f"component {i} is missing (NaN) in row{'s' * (rows.size != 1)} "
+                                 f"{format_rows(rows)}; this method needs the component observed in every row (fit, "
+                                 "partial_fit, score_samples and predict_missing(X) take missing components)")
         if a.dtype.itemsize > 4:
-            big = float(np.abs(a).max())
+            finite_values = np.abs(a[finite])
+            big = float(finite_values.max()) if finite_values.size else 0.0
             limit = float(np.finfo(np.float32).max)
             if big > limit:
-                n_big = int((np.abs(a) > limit).sum())
+                n_big = int((np.nan_to_num(np.abs(a)) > limit).sum())
                 raise ValueError(f"component {i} holds {n_big} value{'s' * (n_big != 1)} beyond float32's range "
                                  f"(largest magnitude {big:.3g} > {limit:.3g}); mcgen computes in float32, where they "
                                  "overflow to infinity: rescale the component (e.g. divide it by a power of ten)")
@@ -567,14 +592,20 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
         return net
 
     def _dataset(self, arrays: Sequence[np.ndarray], standardizer: Standardizer | None = None) -> ComponentsDataset:
-        """The training dataset (standardised float32 tensors on the CPU; skorch moves batches)."""
+        """The training dataset (standardised float32 tensors on the CPU; skorch moves batches).
+
+        Missing components (NaN rows) become zeros and the dataset carries the observed mask,
+        which the module receives as ``mask``."""
         st = self.standardizer_ if standardizer is None else standardizer
+        mask = observed_mask(arrays)
         tensors = [st.to_tensor(a, i) for i, a in enumerate(arrays)]
         for i, t in enumerate(tensors):
+            if mask is not None and not bool(mask[:, i].all()):
+                t[~torch.from_numpy(mask[:, i])] = 0.0  # a placeholder, never read as data
             if not bool(torch.isfinite(t).all()):  # values near float32's limit, spread to both ends
                 raise ValueError(f"component {i} overflows float32 once centred and scaled (values near "
                                  f"{float(np.finfo(np.float32).max):.3g} of both signs); rescale the component")
-        return ComponentsDataset(tensors)
+        return ComponentsDataset(tensors, None if mask is None else torch.from_numpy(mask))
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, *, resume: bool = False) -> MultiComponentVAE:
@@ -710,7 +741,7 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
         if not self.__sklearn_is_fitted__():
             return self._fit(X, epochs=epochs)
         check_not_split_by_component(X)
-        arrays = self._validate_data(X, reset=False)
+        arrays = self._validate_data(X, reset=False, missing_rows=True)
         dataset = self._dataset(arrays)
         seed = (self._seed_ + 7919 * len(self.net_.history)) % (2**31 - 1)
         with torch_threads(resolve_n_threads(self.n_threads)), seeded_rng(seed, self.device):
@@ -865,16 +896,20 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
             )
         return [int(k) for k in known]
 
-    def predict_missing(self, X, known, n_samples: int = 1, random_state=None) -> list[np.ndarray]:
+    def predict_missing(self, X, known=None, n_samples: int = 1, random_state=None) -> list[np.ndarray]:
         """Generate the missing components from the observed ones.
 
         Parameters
         ----------
         X : list or Components
             Either only the known components, in the order of ``known``, or all M components
-            with ``None`` (or any placeholder, ignored) where a component is unknown.
-        known : sequence of int
-            Indices of the observed components (any non-empty proper subset).
+            with ``None`` (or any placeholder, ignored) where a component is unknown.  With
+            ``known=None``: all M components, where each row may lack any components, given as
+            NaN throughout the component (as ``fit`` takes them); each row is completed from its
+            own observed components.
+        known : sequence of int or None, default=None
+            Indices of the observed components (any non-empty proper subset), the same for
+            every row; ``None``: read from the NaN rows of ``X``.
         n_samples : int
             Completions per row.  With ``n_samples > 1`` every returned array gains a second
             axis: ``(n_rows, n_samples, *component_shape)`` (multiple imputation).
@@ -888,6 +923,8 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
         samples axis when ``n_samples > 1``).
         """
         check_is_fitted(self)
+        if known is None:
+            return self._complete_rows(X, self._check_n_samples(n_samples), random_state)
         known = self._check_known(known)
         n_samples = self._check_n_samples(n_samples)
         M = self.n_components_
@@ -905,8 +942,13 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
                 f"of known={known}) or all {M} components with None where unknown"
             )
         arrays = self._validate_data(X_known, reset=False, components=known)
+        return self._complete(arrays, known, n_samples, self._generator(random_state))
+
+    def _complete(self, arrays: list[np.ndarray], known: list[int], n_samples: int, g: torch.Generator
+                  ) -> list[np.ndarray]:
+        """``predict_missing`` of validated arrays of the components ``known``."""
+        M = self.n_components_
         n = arrays[0].shape[0]
-        g = self._generator(random_state)
         unknown = [i for i in range(M) if i not in known]
         gen_parts: dict[int, list[np.ndarray]] = {i: [] for i in unknown}
         dev = self._device()
@@ -925,6 +967,32 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
             else:
                 x = np.concatenate(gen_parts[i], 0)
                 result.append(x[:, 0] if n_samples == 1 else x)
+        return result
+
+    def _complete_rows(self, X, n_samples: int, random_state) -> list[np.ndarray]:
+        """``predict_missing(X)``: every row completed from its own observed components, rows
+        grouped by their pattern of observed components (each group batched)."""
+        M = self.n_components_
+        if isinstance(X, Components):
+            X = list(X.arrays)
+        if isinstance(X, (list, tuple)) and len(X) != M:
+            raise ValueError(f"predict_missing without known needs all {M} components, with NaN where a row lacks "
+                             f"one; X has {len(X)} entries (or pass known=[...] with the known components only)")
+        arrays = self._validate_data(X, reset=False, missing_rows=True)
+        mask = observed_mask(arrays)
+        g = self._generator(random_state)
+        result = [self.standardizer_.as_output(a, i) for i, a in enumerate(arrays)]
+        if n_samples > 1:
+            result = [np.repeat(a[:, None], n_samples, axis=1) for a in result]
+        if mask is None:
+            return result
+        for known, rows in observed_patterns(mask):
+            if len(known) == M:
+                continue
+            parts = self._complete([a[rows] for a in (arrays[k] for k in known)], known, n_samples, g)
+            for i in range(M):
+                if i not in known:
+                    result[i][rows] = parts[i]
         return result
 
     def transform(self, X) -> np.ndarray:
@@ -974,16 +1042,22 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
 
         A Monte Carlo estimate with a fixed seed, so repeated calls agree exactly.
         """
-        arrays = self._validate_data(X, reset=False)
+        arrays = self._validate_data(X, reset=False, missing_rows=True)
         g = self._generator(0)
         dev = self._device()
-        jac = self.standardizer_.log_jacobian()
+        mask = observed_mask(arrays)
+        st = self.standardizer_
+        # per component: sum log scale, which converts its log-density to the data's units
+        jac = np.array([0.0 if sc is None else float(np.log(sc.astype(np.float64)).sum()) for sc in st.scale])
         parts = []
         with self._eval() as module:
             for sl in self._chunks(arrays[0].shape[0]):
-                xs = [self._to_tensor(a[sl], i, dev) for i, a in enumerate(arrays)]
-                parts.append(module.elbo(xs, n_mc=SCORE_MC_SAMPLES, generator=g).double().cpu().numpy())
-        return np.concatenate(parts, 0) - jac
+                xs = [self._to_tensor(np.nan_to_num(a[sl]), i, dev) for i, a in enumerate(arrays)]
+                m = None if mask is None else torch.from_numpy(mask[sl]).to(dev)
+                kw = {} if m is None else {"mask": m}
+                parts.append(module.elbo(xs, n_mc=SCORE_MC_SAMPLES, generator=g, **kw).double().cpu().numpy())
+        jac_rows = np.full(arrays[0].shape[0], jac.sum()) if mask is None else mask @ jac
+        return np.concatenate(parts, 0) - jac_rows
 
     def score(self, X, y=None) -> float:
         """Mean per-row ELBO (higher is better); what ``GridSearchCV`` maximises by default."""

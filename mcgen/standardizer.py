@@ -64,7 +64,8 @@ class Standardizer:
         and every component's output dtype (:func:`output_dtype` of its array).
 
         A feature that is constant (standard deviation below ``1e-12`` times its magnitude) is
-        centred but not scaled.
+        centred but not scaled.  Rows where a component is missing (NaN throughout) do not count
+        in its statistics.
         """
         mean: list[np.ndarray | None] = []
         scale: list[np.ndarray | None] = []
@@ -74,6 +75,8 @@ class Standardizer:
                 scale.append(None)
                 continue
             x = np.asarray(a).astype(np.float64, copy=False)
+            if x.size and np.isnan(x).any():  # missing components (NaN rows): statistics of the observed rows
+                x = x[~np.isnan(x.reshape(len(x), -1)[:, 0])]
             m = x.mean(0)
             s = x.std(0)
             s = np.where(s > _CONSTANT_FEATURE_TOL * np.maximum(1.0, np.abs(m)), s, 1.0)

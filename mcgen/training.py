@@ -67,17 +67,23 @@ REFIT_CHUNK = 4096
 class ComponentsDataset(Dataset):
     """In-memory component tensors; indexing with a batch of row indices returns a whole batch.
 
-    ``ds[idx]`` returns ``(list_of_batch_tensors, None)`` so skorch's ``(X, y)`` convention holds.
+    ``ds[idx]`` returns ``(list_of_batch_tensors, None)`` so skorch's ``(X, y)`` convention holds;
+    with an observed ``mask`` (n, M) bool (rows lacking components), ``({"xs": tensors, "mask":
+    mask}, None)``, which skorch passes to the module as keyword arguments.
     """
 
-    def __init__(self, tensors: list[torch.Tensor]):
+    def __init__(self, tensors: list[torch.Tensor], mask: torch.Tensor | None = None):
         self.tensors = list(tensors)
+        self.mask = mask
 
     def __len__(self) -> int:
         return self.tensors[0].shape[0]
 
     def __getitem__(self, idx):
-        return [t[idx] for t in self.tensors], None
+        xs = [t[idx] for t in self.tensors]
+        if self.mask is None:
+            return xs, None
+        return {"xs": xs, "mask": self.mask[idx]}, None
 
 
 def _resolve(dataset) -> tuple[ComponentsDataset, torch.Tensor | None]:
@@ -447,8 +453,11 @@ def refit_prior(module: torch.nn.Module, dataset: ComponentsDataset) -> None:
 
     def posteriors():
         for s in range(0, n, REFIT_CHUNK):
-            xs, _ = dataset[torch.arange(s, min(n, s + REFIT_CHUNK))]
-            yield module.posterior([x.to(dev) for x in xs])
+            batch, _ = dataset[torch.arange(s, min(n, s + REFIT_CHUNK))]
+            if isinstance(batch, dict):  # rows lacking components: their implied full posteriors
+                yield module.posterior([x.to(dev) for x in batch["xs"]], mask=batch["mask"].to(dev))
+            else:
+                yield module.posterior([x.to(dev) for x in batch])
 
     was = module.training
     module.eval()

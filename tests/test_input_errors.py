@@ -33,8 +33,10 @@ def test_fit_errors(X):
     a = list(X.arrays)
     cases = [
         ([a[0], a[1][:50]], ValueError, "component 1 has 50 rows but component 0 has 60"),
-        ([a[0], np.where(np.arange(60)[:, None] == 3, np.nan, a[1])], ValueError, "component 1 contains 2 NaN"),
-        ([a[0], np.full((60, 2), np.inf)], ValueError, "component 1 contains 120 NaN or infinite"),
+        ([a[0], np.where(np.arange(60)[:, None] == 3, [[np.nan, 0.0]], a[1])], ValueError,
+         "component 1 is NaN in part of row 3"),
+        ([a[0], np.full((60, 2), np.nan)], ValueError, r"component 1 is missing \(NaN\) in every row"),
+        ([a[0], np.full((60, 2), np.inf)], ValueError, "component 1 contains 120 infinite values"),
         ([a[0], a[1][:, 0]], ValueError, r"component 1 has shape \(60,\)"),
         ([a[0], a[1].astype(complex)], TypeError, "component 1 has complex dtype"),
         ([a[0][:0], a[1][:0]], ValueError, "0 rows"),
@@ -81,7 +83,8 @@ def test_inference_errors(fitted, X):
         fitted.transform(a[:3])
     with pytest.raises(ValueError, match=r"component 2 has sample shape \(3,\) but the estimator was fitted on \(2,\)"):
         fitted.score([a[0], a[1], np.zeros((60, 3)), a[3]])
-    with pytest.raises(ValueError, match="component 0 contains"):
+    with pytest.raises(ValueError, match=r"component 0 is missing \(NaN\) in rows 0, 1, 2, 3, 4 and 55 more; this "
+                                         r"method needs the component observed in every row"):
         fitted.transform([np.full((60, 2), np.nan), a[1], a[2], a[3]])
     bad_known = [
         ([], ValueError, "known is empty"),

@@ -76,7 +76,8 @@ def test_missing_values_say_missing_values_naming_the_component(X, fitted):
             call()
     nan = [a.copy() for a in X.arrays]
     nan[3][0, 0] = np.nan
-    with pytest.raises(ValueError, match=r"component 3 contains 1 NaN or infinite values \(1 NaN, i.e. missing"):
+    with pytest.raises(ValueError, match=r"component 3 is NaN in part of row 0: a component is either observed in "
+                                         r"full or missing \(NaN throughout\)"):
         gmrf().fit(nan)
 
 

@@ -470,9 +470,18 @@ def build_probes(env: dict) -> list[Probe]:
         Probe(7, "torch sparse tensor", fit_comp1(torch.tensor(A[1]).to_sparse()), DataTypeError, "densify it"),
         Probe(7, "pandas NA", fit_comp1(na), ValueError, r"component 1 has 1 missing value \(pandas NA or None\)"),
         Probe(7, "None in an object array", fit_comp1(none), ValueError,  # NumPy reads None as NaN
-              r"component 1 contains 1 NaN or infinite values \(1 NaN, i.e. missing"),
-        Probe(7, "NaN", fit_comp1(np.where(np.arange(len(A[1]))[:, None] == 0, np.nan, A[1])), ValueError,
-              r"component 1 contains 2 NaN or infinite values \(2 NaN, i.e. missing"),
+              r"component 1 is NaN in part of row 0: a component is either observed in full or missing"),
+        Probe(7, "a component NaN throughout a row (missing)",
+              fit_comp1(np.where(np.arange(len(A[1]))[:, None] == 0, np.nan, A[1])),
+              check=lambda e: np.isfinite(e.predict_missing([a[:1] for a in A[:1]] +
+                                                            [np.full_like(A[1][:1], np.nan)] +
+                                                            [a[:1] for a in A[2:]])[1]).all()),
+        Probe(7, "NaN in part of a component", fit_comp1(np.where(np.arange(len(A[1]))[:, None] == 5,
+                                                                  [[np.nan, 0.0]], A[1])),
+              ValueError, r"component 1 is NaN in part of row 5"),
+        Probe(7, "a row with every component NaN",
+              lambda: gmrf(max_epochs=1).fit([np.where(np.arange(len(a))[:, None] == 4, np.nan, a) for a in A]),
+              ValueError, r"row 4 has no observed component"),
         Probe(7, "one 2-D array is one component", lambda: gmrf(max_epochs=1).fit(A[0]),
               check=lambda e: e.n_components_ == 1),
         Probe(7, "GridSearchCV over a list of 3", lambda: GridSearchCV(gmrf(max_epochs=1), {"beta": [0.1, 1]}, cv=2,

@@ -83,8 +83,14 @@ class MultiComponentModule(nn.Module):
         self.register_buffer("llik_scales", torch.tensor([float(s.llik_scale) for s in specs]))
 
     # --- training --------------------------------------------------------------------------
-    def forward(self, xs: list[Tensor]) -> Tensor:
-        """Per-row training loss (negative objective), shape (B,)."""
+    def forward(self, xs: list[Tensor], mask: Tensor | None = None) -> Tensor:
+        """Per-row training loss (negative objective), shape (B,).
+
+        ``mask`` (B, M) bool, True where row b holds component i; ``None``: every component of
+        every row.  A missing component's entries in ``xs`` are zeros, not data: the loss of a
+        row depends on its observed components only (the objective over them, the missing ones
+        marginalised), and every row has at least one observed component.
+        """
         raise NotImplementedError
 
     # --- inference -------------------------------------------------------------------------
@@ -93,8 +99,10 @@ class MultiComponentModule(nn.Module):
         """Width of :meth:`encode`'s output."""
         raise NotImplementedError
 
-    def elbo(self, xs: list[Tensor], n_mc: int = 1, generator: torch.Generator | None = None) -> Tensor:
-        """Per-row evidence lower bound (beta = 1, unscaled likelihoods), shape (B,)."""
+    def elbo(self, xs: list[Tensor], n_mc: int = 1, generator: torch.Generator | None = None,
+             mask: Tensor | None = None) -> Tensor:
+        """Per-row evidence lower bound (beta = 1, unscaled likelihoods), shape (B,); with
+        ``mask`` (as :meth:`forward`) a bound on ``log p(x_O)`` of each row's observed components."""
         raise NotImplementedError
 
     def encode(self, xs: list[Tensor]) -> Tensor:

@@ -468,7 +468,12 @@ class GMRFModule(MultiComponentModule):
             es.append(e)
         return mus, vs, es
 
-    def _assemble(self, mus: list[Tensor], vs: list[Tensor], es: list[Tensor]) -> tuple[Tensor, Tensor]:
+    def _assemble(self, mus: list[Tensor], vs: list[Tensor], es: list[Tensor],
+                  coords: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Posterior mean (B, D) and covariance (B, D, D).  ``coords`` (B, D) bool marks the
+        latent coordinates of each row's observed components: the entries of W that touch a
+        missing one are zero, so the observed block of the covariance is the construction on the
+        observed components alone (its row sums and norms never see a missing component)."""
         mu = torch.cat(mus, -1)
         v = torch.cat(vs, -1)
         B, D = mu.shape
@@ -478,16 +483,91 @@ class GMRFModule(MultiComponentModule):
         W = torch.zeros(B, D * D, dtype=mu.dtype, device=mu.device).index_copy(1, self.offdiag_flat_idx, off)
         W = W.reshape(B, D, D)
         W = W + W.mT
+        if coords is not None:
+            W = torch.where(coords.unsqueeze(-1) & coords.unsqueeze(-2), W, torch.zeros((), dtype=W.dtype,
+                                                                                          device=W.device))
         if self.covariance == "elementwise":
             S = assemble_elementwise(v, W, self.epsilon, self.delta)
         else:
             S = assemble_blockwise(v, W, self.block_sizes, self.epsilon, self.delta)
         return mu, S
 
-    def posterior(self, xs: list[Tensor]) -> tuple[Tensor, Tensor]:
+    def posterior(self, xs: list[Tensor], mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Posterior mean (B, D) and covariance (B, D, D) (with a graph: zero blocks between
-        non-adjacent components)."""
-        return self._assemble(*self.encode_components(xs))
+        non-adjacent components).
+
+        With ``mask`` (B, M) (rows lacking components, as :meth:`forward`): the implied full
+        posterior ``q(z_O | x_O) p(z_U | z_O)``, the missing blocks filled by the prior's
+        conditional (the prior's moment-matched Gaussian for a mixture): the E-step of a Gaussian
+        with missing coordinates, which the prior refit takes as each row's posterior."""
+        if mask is None or bool(mask.all()):
+            return self._assemble(*self.encode_components(xs))
+        mus, vs, es = self.encode_components(xs)
+        coords = self._coords(mask)
+        mu, S = self._assemble(mus, vs, self._mask_embeddings(es, mask), coords)
+        dtype = mu.dtype
+        m_p, S_p = mixture_moments(*(t.double() for t in self.prior_mixture()))
+        o, u = coords, ~coords
+        mu, S = mu.double(), S.double()
+        zero = torch.zeros((), dtype=torch.float64, device=mu.device)
+        pair = lambda a, b: a.unsqueeze(-1) & b.unsqueeze(-2)  # noqa: E731
+        P = torch.where(pair(o, o), S_p, zero) + torch.diag_embed(u.double())  # prior's observed block, padded
+        X = torch.where(pair(u, o), S_p, zero)  # prior cross-covariance, missing rows x observed columns
+        with self._counting_jitter():
+            L_P, _ = cholesky_with_jitter(P)
+        A = torch.cholesky_solve(X.mT, L_P).mT  # Sigma_UO Sigma_OO^{-1}, zero outside (U, O)
+        d = torch.where(o, mu - m_p, zero)
+        mean = torch.where(o, mu, m_p + (A @ d.unsqueeze(-1)).squeeze(-1))
+        T = torch.diag_embed(o.double()) + A
+        cov = T @ torch.where(pair(o, o), S, zero) @ T.mT + torch.where(pair(u, u), S_p, zero) - A @ X.mT
+        return mean.to(dtype), (0.5 * (cov + cov.mT)).to(dtype)
+
+    def _coords(self, mask: Tensor) -> Tensor:
+        """Component mask (B, M) -> latent-coordinate mask (B, D)."""
+        sizes = torch.tensor(self.block_sizes, device=mask.device)
+        return mask.repeat_interleave(sizes, dim=1)
+
+    @staticmethod
+    def _mask_embeddings(es: list[Tensor], mask: Tensor) -> list[Tensor]:
+        """Zero embeddings for missing components: the global encoder reads a fixed 'absent'
+        code, never the encoder's output of a placeholder input."""
+        return [torch.where(mask[:, i:i + 1], e, torch.zeros((), dtype=e.dtype, device=e.device))
+                for i, e in enumerate(es)]
+
+    def _masked_draw_and_kl(self, mus: list[Tensor], vs: list[Tensor], es: list[Tensor], mask: Tensor,
+                            u: Tensor) -> tuple[Tensor, Tensor]:
+        """Draws and ``KL(q(z_O | x_O) || p(z_O))`` per row for rows lacking components.
+
+        Every row's Gaussians are padded to D dimensions: the missing coordinates become an
+        independent N(0, 1) in both q and the prior (means zero, identity block, no cross terms),
+        which adds exactly nothing to the KL, so one batched D x D computation serves every
+        pattern of missing components.  The draws' observed coordinates are exact draws of
+        q(z_O | x_O) (the Cholesky factor keeps the zero cross blocks); the missing ones are
+        the padding and are never scored.  With a graph the same holds on the dense matrices."""
+        coords = self._coords(mask)
+        mu, S = self._assemble(mus, vs, self._mask_embeddings(es, mask), coords)
+        zero = torch.zeros((), dtype=mu.dtype, device=mu.device)
+        both = coords.unsqueeze(-1) & coords.unsqueeze(-2)
+        pad = torch.diag_embed((~coords).to(mu.dtype))
+        mu = torch.where(coords, mu, zero)
+        L = self._cholesky(torch.where(both, S, zero) + pad)
+        z = mu + (L @ u.unsqueeze(-1)).squeeze(-1)
+        log_w, mu_p, L_p = self.prior_mixture()
+        S_p = L_p @ L_p.mT  # (C, D, D)
+        S_pb = torch.where(both.unsqueeze(1), S_p, zero) + pad.unsqueeze(1)  # (B, C, D, D)
+        mu_pb = torch.where(coords.unsqueeze(1), mu_p, zero)  # (B, C, D)
+        L_pb = self._cholesky(S_pb)
+        if mu_p.shape[0] == 1:
+            return z, kl_mvn(mu, L, mu_pb[:, 0], L_pb[:, 0])
+        # the mixture: exact entropy minus the Monte Carlo cross-entropy; the padding's own terms
+        # (entropy 1/2 (1 + log 2 pi) and log N(z_j; 0, 1) per missing coordinate) cancel exactly
+        diff = (z.unsqueeze(-2) - mu_pb).unsqueeze(-1)  # (..., B, C, D, 1)
+        sol = torch.linalg.solve_triangular(L_pb.expand(*diff.shape[:-2], self.D, self.D), diff, upper=False)
+        comp = -0.5 * (sol.pow(2).sum((-2, -1)) + self.D * _LOG_2PI) - 0.5 * logdet_from_cholesky(L_pb)
+        log_p = torch.logsumexp(log_w + comp, dim=-1)  # (..., B)
+        entropy = 0.5 * (self.D * (1.0 + _LOG_2PI) + logdet_from_cholesky(L))
+        padding = 0.5 * torch.where(coords, zero, 1.0 - z.pow(2)).sum(-1)
+        return z, (-entropy - log_p + padding).reshape(-1, mu.shape[0]).mean(0)
 
     def _graph_posterior(self, mus: list[Tensor], vs: list[Tensor], es: list[Tensor]
                          ) -> tuple[Tensor, dict[tuple[int, int], Tensor], BlockFactor]:
@@ -597,20 +677,29 @@ class GMRFModule(MultiComponentModule):
         return -entropy - mixture_log_prob(z, log_w, mu_p, L_p).reshape(-1, mu.shape[0]).mean(0)
 
     # ------------------------------------------------------------------------------------------
-    def forward(self, xs: list[Tensor]) -> Tensor:
+    def forward(self, xs: list[Tensor], mask: Tensor | None = None) -> Tensor:
+        if mask is not None and bool(mask.all()):
+            mask = None
         mus, vs, es = self.encode_components(xs)
         u = torch.randn((mus[0].shape[0], self.D), dtype=mus[0].dtype, device=mus[0].device)
-        z, kl = self._draw_and_kl(mus, vs, es, u)
-        ll = self.log_likelihoods(self._decode_locs(z), xs)
-        loss = -(ll * self.llik_scales).sum(-1) + self.beta * kl
+        if mask is None:
+            z, kl = self._draw_and_kl(mus, vs, es, u)
+        else:  # the ELBO of each row's observed components, the missing blocks marginalised
+            z, kl = self._masked_draw_and_kl(mus, vs, es, mask, u)
+        ll = self.log_likelihoods(self._decode_locs(z), xs) * self.llik_scales
+        if mask is not None:
+            ll = torch.where(mask, ll, torch.zeros((), dtype=ll.dtype, device=ll.device))
+        loss = -ll.sum(-1) + self.beta * kl
         if self.cond_weight > 0 and self.n_components > 1:
-            loss = loss + self.cond_weight * self._conditional_term(xs, mus, vs)
+            loss = loss + self.cond_weight * self._conditional_term(xs, mus, vs, mask)
         return loss
 
-    def _conditional_term(self, xs: list[Tensor], mus: list[Tensor], vs: list[Tensor]) -> Tensor:
+    def _conditional_term(self, xs: list[Tensor], mus: list[Tensor], vs: list[Tensor],
+                          mask: Tensor | None = None) -> Tensor:
         """Minus the conditional-generation bound for one random known subset K (per row):
         z_K from the known encoders as at prediction time, z_U from the prior's conditional,
-        ``-sum_{i in U} lambda_i log p(x_i | z_i)`` (|U| <= M - 1 extra decoder passes)."""
+        ``-sum_{i in U} lambda_i log p(x_i | z_i)`` (|U| <= M - 1 extra decoder passes).  With
+        ``mask``, a row counts only when it holds all of K, and only its observed unknowns."""
         M = self.n_components
         k = int(torch.randint(1, M, ()))
         known = sorted(torch.randperm(M)[:k].tolist())
@@ -619,16 +708,27 @@ class GMRFModule(MultiComponentModule):
         parts = torch.split(z_U, [self.block_sizes[u] for u in unknown], dim=-1)
         ll = torch.stack([self.likelihoods[i].log_prob(self.decoders[i](zi), xs[i]) * self.llik_scales[i]
                           for i, zi in zip(unknown, parts)], -1)
+        if mask is not None:
+            use = mask[:, unknown] & mask[:, known].all(-1, keepdim=True)
+            ll = torch.where(use, ll, torch.zeros((), dtype=ll.dtype, device=ll.device))
         return -ll.sum(-1)
 
-    def elbo(self, xs: list[Tensor], n_mc: int = 1, generator: torch.Generator | None = None) -> Tensor:
+    def elbo(self, xs: list[Tensor], n_mc: int = 1, generator: torch.Generator | None = None,
+             mask: Tensor | None = None) -> Tensor:
+        if mask is not None and bool(mask.all()):
+            mask = None
         mus, vs, es = self.encode_components(xs)
         B = mus[0].shape[0]
         u = torch.randn((n_mc, B, self.D), dtype=mus[0].dtype, device=mus[0].device, generator=generator)
-        z, kl = self._draw_and_kl(mus, vs, es, u)  # z: (n_mc, B, D)
+        if mask is None:
+            z, kl = self._draw_and_kl(mus, vs, es, u)  # z: (n_mc, B, D)
+        else:
+            z, kl = self._masked_draw_and_kl(mus, vs, es, mask, u)
         xs_rep = [x.repeat(n_mc, *([1] * (x.dim() - 1))) for x in xs]
-        ll = self.log_likelihoods(self._decode_locs(z.reshape(-1, self.D)), xs_rep).sum(-1)
-        return ll.reshape(n_mc, -1).mean(0) - kl
+        ll = self.log_likelihoods(self._decode_locs(z.reshape(-1, self.D)), xs_rep)
+        if mask is not None:
+            ll = torch.where(mask.repeat(n_mc, 1), ll, torch.zeros((), dtype=ll.dtype, device=ll.device))
+        return ll.sum(-1).reshape(n_mc, -1).mean(0) - kl
 
     def encode(self, xs: list[Tensor]) -> Tensor:
         mus, _, _ = self.encode_components(xs)
