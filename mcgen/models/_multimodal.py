@@ -4,7 +4,7 @@ A base module with one encoder (plus a linear head) and one decoder per componen
 shared by all components (:class:`SharedLatentModule`), its products-of-experts form (MVAE,
 MoPoE-VAE), the network helpers it is made of, which MMVAE+ (two encoder branches per
 component) uses too: heads, encoding, decoding and log-likelihoods over leading sample axes;
-and the option checks.
+the option checks, and the handling of missing components (:func:`observed_inputs`).
 
 The distributions live in :mod:`mcgen.distributions`, what is done with experts (scales,
 products, mixtures) in :mod:`mcgen.models.experts`, the importance-weighted objectives in
@@ -41,6 +41,7 @@ __all__ = [
     "check_choice",
     "check_latent_options",
     "check_positive_int",
+    "column",
     "component_log_lik",
     "decode_rows",
     "encode_heads",
@@ -51,6 +52,7 @@ __all__ = [
     "log_mean_exp",
     "log_prob",
     "non_empty_subsets",
+    "observed_inputs",
     "positive_scale",
     "shared_latent_size",
     "standard_noise",
@@ -92,6 +94,43 @@ def shared_latent_size(specs: list[ComponentSpec], model: str) -> int:
         raise ValueError(f"{model} has one latent shared by all components; latent_dim must be a single "
                          f"integer, got one per component: {[s.latent_dim for s in specs]}")
     return sizes.pop()
+
+
+# --- missing components --------------------------------------------------------------------------
+def column(mask: Tensor, i: int, like: Tensor) -> Tensor:
+    """Column ``i`` of a ``(B, M)`` mask shaped to broadcast against ``like`` ``(B, ...)``."""
+    return mask[:, i].reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def observed_inputs(xs: list[Tensor], mask: Tensor | None) -> tuple[list[Tensor], Tensor | None]:
+    """The batches and mask a model's ``forward`` and ``elbo`` work with.
+
+    Parameters
+    ----------
+    xs : list of Tensor
+        Every component's batch ``(B, *shape_m)``.
+    mask : Tensor (B, M) of bool, optional
+        True where row b holds component m (:meth:`mcgen.models.base.MultiComponentModule.forward`).
+
+    Returns
+    -------
+    xs : list of Tensor
+        Unchanged (the same objects) when ``mask`` is None; otherwise every missing entry replaced
+        by 0 with ``torch.where``, so that whatever the caller put there (zeros by contract, but
+        possibly anything, even inf or nan) reaches no network and no gradient: what a missing
+        component's encoder then computes is finite, and the models leave it out of every term
+        with ``torch.where`` too.
+    mask : Tensor (B, M) of bool, or None
+        Checked: B rows, one column per component.
+    """
+    if mask is None:
+        return xs, None
+    B, M = xs[0].shape[0], len(xs)
+    if tuple(mask.shape) != (B, M):
+        raise ValueError(f"mask must have shape (batch, components) = ({B}, {M}), got {tuple(mask.shape)}")
+    mask = mask.to(device=xs[0].device, dtype=torch.bool)
+    return [torch.where(column(mask, i, x), x, torch.zeros((), dtype=x.dtype, device=x.device))
+            for i, x in enumerate(xs)], mask
 
 
 def expand_rows(x: Tensor, lead: tuple[int, ...]) -> Tensor:
@@ -219,7 +258,8 @@ class SharedLatentModule(MultiComponentModule):
         ``(B, *shape_d)``; returns ``(*lead, B)`` (:func:`component_log_lik`)."""
         return component_log_lik(self.likelihoods[d], loc, x)
 
-    def decoded_log_liks(self, z: Tensor, xs: list[Tensor], scaled: bool) -> list[Tensor]:
+    def decoded_log_liks(self, z: Tensor, xs: list[Tensor], scaled: bool, mask: Tensor | None = None
+                         ) -> list[Tensor]:
         """Every component's log-likelihood of its batch with ``z`` decoded by its decoder.
 
         Parameters
@@ -229,6 +269,8 @@ class SharedLatentModule(MultiComponentModule):
             Every component's batch ``(B, *shape_m)``.
         scaled : bool
             Multiply component ``m``'s term by its ``llik_scale``.
+        mask : Tensor (B, M) of bool, optional
+            Observed components: a missing component's term is 0 in its rows (``torch.where``).
 
         Returns
         -------
@@ -238,7 +280,8 @@ class SharedLatentModule(MultiComponentModule):
         out = []
         for d in range(self.n_components):
             lld = self.component_log_lik(d, self.decode_component(d, z), xs[d])
-            out.append(lld * self.llik_scales[d] if scaled else lld)
+            lld = lld * self.llik_scales[d] if scaled else lld
+            out.append(lld if mask is None else torch.where(mask[:, d], lld, 0.0))
         return out
 
     def decode(self, z: Tensor) -> list[Tensor]:
@@ -303,8 +346,9 @@ class ProductOfExpertsModule(SharedLatentModule):
         ----------
         xs : list of Tensor
             Every component's batch.
-        mask : Tensor (1 + M, S) of bool
-            Which experts each product multiplies (:func:`mcgen.models.experts.subset_mask`).
+        mask : Tensor (1 + M, S) or (1 + M, S, B) of bool
+            Which experts each product multiplies (:func:`mcgen.models.experts.subset_mask`), the
+            same for every row or per row (:func:`mcgen.models.experts.observed_subset_mask`).
 
         Returns
         -------

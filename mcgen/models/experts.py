@@ -9,7 +9,11 @@ An *expert* is one component's unimodal posterior ``q_m(z | x_m)``, diagonal Gau
   (:func:`with_prior_expert`), the subsets to multiply (:func:`non_empty_subsets`,
   :func:`subset_mask`); the product itself is :func:`mcgen.gaussian.product_of_experts`;
 * **uniform mixtures** of experts (MMVAE, MMVAE+): their log density
-  (:func:`mixture_log_prob`) and reparameterised draws (:func:`sample_mixture`).
+  (:func:`mixture_log_prob`) and reparameterised draws (:func:`sample_mixture`);
+* **missing components** (a ``(B, M)`` mask, True where row b holds component m): a product over
+  a row's observed experts only (:func:`observed_subset_mask`), which subsets a row can use
+  (:func:`subsets_meeting`, :func:`subsets_within`), a mixture over a row's observed experts only
+  (``mask`` of :func:`mixture_log_prob`).
 """
 
 from __future__ import annotations
@@ -29,10 +33,13 @@ __all__ = [
     "SCALE_PARAMETERISATIONS",
     "mixture_log_prob",
     "non_empty_subsets",
+    "observed_subset_mask",
     "positive_scale",
     "sample_mixture",
     "softmax_scale",
     "subset_mask",
+    "subsets_meeting",
+    "subsets_within",
     "with_prior_expert",
 ]
 
@@ -142,8 +149,62 @@ def subset_mask(M: int, subsets: Sequence[tuple[int, ...]], prior: bool | Callab
     return mask
 
 
+def observed_subset_mask(mask: Tensor, observed: Tensor) -> Tensor:
+    """A :func:`subset_mask` restricted, row by row, to the observed components.
+
+    Parameters
+    ----------
+    mask : Tensor (1 + M, S) of bool
+        Which experts each product multiplies (row 0: the prior expert).
+    observed : Tensor (B, M) of bool
+        True where row b holds component m.
+
+    Returns
+    -------
+    Tensor (1 + M, S, B) of bool
+        ``mask[e, j]`` and (``e = 0``, the prior expert, or component ``e - 1`` observed in row
+        b): a missing component's expert takes no part (zero precision) in any product of its
+        row.  :func:`mcgen.gaussian.product_of_experts` broadcasts it against experts
+        ``(1 + M, 1, B, D)``.
+    """
+    present = torch.cat([observed.new_ones(observed.shape[0], 1), observed], 1).T  # (1 + M, B)
+    return mask.unsqueeze(-1) & present.unsqueeze(1)
+
+
+def subsets_meeting(members: Tensor, observed: Tensor) -> Tensor:
+    """Which subsets hold at least one of a row's observed components.
+
+    Parameters
+    ----------
+    members : Tensor (M, S) of bool
+        ``members[m, j]``: component m is in subset j (rows ``1:`` of :func:`subset_mask`).
+    observed : Tensor (B, M) of bool
+
+    Returns
+    -------
+    Tensor (S, B) of bool
+    """
+    return (members.unsqueeze(-1) & observed.T.unsqueeze(1)).any(0)
+
+
+def subsets_within(members: Tensor, observed: Tensor) -> Tensor:
+    """Which subsets hold only components observed in a row.
+
+    Parameters
+    ----------
+    members : Tensor (M, S) of bool
+        As :func:`subsets_meeting`.
+    observed : Tensor (B, M) of bool
+
+    Returns
+    -------
+    Tensor (S, B) of bool
+    """
+    return ~(members.unsqueeze(-1) & ~observed.T.unsqueeze(1)).any(0)
+
+
 # --- uniform mixtures of experts -----------------------------------------------------------------
-def mixture_log_prob(family: str, z: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
+def mixture_log_prob(family: str, z: Tensor, loc: Tensor, scale: Tensor, mask: Tensor | None = None) -> Tensor:
     """Log density of the uniform mixture of ``E`` diagonal experts, ``log (1/E) sum_e q_e(z)``.
 
     Parameters
@@ -153,13 +214,21 @@ def mixture_log_prob(family: str, z: Tensor, loc: Tensor, scale: Tensor) -> Tens
         Points, any leading axes.
     loc, scale : Tensor (E, B, D)
         The experts' parameters.
+    mask : Tensor (B, E) of bool, optional
+        Which experts row b's mixture holds (at least one per row): ``log (1/|O_b|) sum_{e in
+        O_b} q_e(z)``; the others' densities are left out with ``torch.where`` (no value or
+        gradient of theirs reaches the result).
 
     Returns
     -------
     Tensor (..., B)
     """
     lp = log_prob(family, z.unsqueeze(-3), loc, scale)  # (..., E, B)
-    return torch.logsumexp(lp, dim=-2) - math.log(loc.shape[0])
+    if mask is None:
+        return torch.logsumexp(lp, dim=-2) - math.log(loc.shape[0])
+    present = mask.T  # (E, B)
+    lp = torch.where(present, lp, float("-inf"))
+    return torch.logsumexp(lp, dim=-2) - torch.log(present.sum(0).to(lp.dtype))
 
 
 def sample_mixture(family: str, loc: Tensor, scale: Tensor, n_samples: int,

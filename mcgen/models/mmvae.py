@@ -21,6 +21,12 @@ Objectives (per row):
   every expert's score, not only the one each sample was drawn from.  With one expert and
   ``beta = 1`` this is the usual ``w_hat^2`` path weight; the released code's DReG (whose hook
   never fires) and a ``w_hat^2`` weight on the mixture are both biased.
+
+Missing components (``mask``): a row with observed components O has the proposal
+``q(z | x_O) = (1/|O|) sum_{m in O} q_m(z | x_m)``, samples from the experts of O only (groups
+``m in O``), log-weights ``sum_{d in O} llik_scale_d log p(x_d | z) + beta [log p(z) - log q(z | x_O)]``,
+and every objective above with ``M`` replaced by ``|O|`` and its sums over ``O`` (DReG's
+responsibilities, pool and score terms included).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from mcgen.models._multimodal import (
     SharedLatentModule,
     check_latent_options,
     check_positive_int,
+    observed_inputs,
     shared_latent_size,
 )
 from mcgen.models.base import ComponentSpec
@@ -95,35 +102,47 @@ class MMVAEModule(SharedLatentModule):
 
     # ------------------------------------------------------------------------------------------
     def log_weights(self, xs: list[Tensor], K: int, beta: float, scaled: bool, detach_q: bool,
-                    generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """Stratified samples ``z`` ``(K, M, B, D)`` and their log-weights ``(K, M, B)``."""
-        _, _, z, lw = self._sample_and_weigh(xs, K, beta, scaled, detach_q, generator)
+                    generator: torch.Generator | None = None, mask: Tensor | None = None
+                    ) -> tuple[Tensor, Tensor]:
+        """Stratified samples ``z`` ``(K, M, B, D)`` and their log-weights ``(K, M, B)``.
+
+        With ``mask`` (B, M) (``xs`` as :func:`mcgen.models._multimodal.observed_inputs` returns
+        them) the log-weights hold the row's observed components only and ``log q`` of the mixture
+        of its observed experts; the groups of its missing experts are not samples of its proposal
+        (:func:`mcgen.models.importance.iw_objective` with ``mask`` leaves them out).
+        """
+        _, _, z, lw = self._sample_and_weigh(xs, K, beta, scaled, detach_q, generator, mask)
         return z, lw
 
     def _sample_and_weigh(self, xs: list[Tensor], K: int, beta: float, scaled: bool, detach_q: bool,
-                          generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                          generator: torch.Generator | None = None, mask: Tensor | None = None
+                          ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Posterior locations and scales ``(M, B, D)``, samples and log-weights."""
         loc, scale = self.posteriors(xs)
         z = rsample(self.family, loc, scale, (K,), generator)
         q_loc, q_scale = (loc.detach(), scale.detach()) if detach_q else (loc, scale)
-        log_q = mixture_log_prob(self.family, z, q_loc, q_scale)
+        log_q = mixture_log_prob(self.family, z, q_loc, q_scale, mask)
         log_p = log_prob(self.family, z, torch.zeros_like(self.prior_scale()), self.prior_scale())
-        ll = sum(self.decoded_log_liks(z, xs, scaled))  # (K, M, B)
+        ll = sum(self.decoded_log_liks(z, xs, scaled, mask))  # (K, M, B)
         return loc, scale, z, ll + beta * (log_p - log_q)
 
-    def forward(self, xs: list[Tensor]) -> Tensor:
+    def forward(self, xs: list[Tensor], mask: Tensor | None = None) -> Tensor:
+        xs, mask = observed_inputs(xs, mask)
         dreg = self.objective == "dreg"
-        loc, scale, z, lw = self._sample_and_weigh(xs, self.K, self.beta, scaled=True, detach_q=dreg)
+        loc, scale, z, lw = self._sample_and_weigh(xs, self.K, self.beta, scaled=True, detach_q=dreg, mask=mask)
         if dreg:
             return dreg_loss(lw, z, self.family, loc, scale, self.beta, self.looser,
-                             cross="reparam" if self.looser else "score")
-        return -iw_objective(lw, self.objective, self.looser)
+                             cross="reparam" if self.looser else "score", mask=mask)
+        return -iw_objective(lw, self.objective, self.looser, mask)
 
     # ------------------------------------------------------------------------------------------
-    def elbo(self, xs: list[Tensor], n_mc: int = 1, generator: torch.Generator | None = None) -> Tensor:
-        """Stratified estimate of the mixture ELBO with ``n_mc`` samples per component."""
-        _, lw = self.log_weights(xs, n_mc, 1.0, scaled=False, detach_q=False, generator=generator)
-        return lw.mean((0, 1))
+    def elbo(self, xs: list[Tensor], n_mc: int = 1, generator: torch.Generator | None = None,
+             mask: Tensor | None = None) -> Tensor:
+        """Stratified estimate of the mixture ELBO with ``n_mc`` samples per component; with
+        ``mask``, of the mixture of each row's observed experts (a bound on ``log p(x_O)``)."""
+        xs, mask = observed_inputs(xs, mask)
+        _, lw = self.log_weights(xs, n_mc, 1.0, scaled=False, detach_q=False, generator=generator, mask=mask)
+        return iw_objective(lw, "elbo", True, mask)
 
     def encode(self, xs: list[Tensor]) -> Tensor:
         """Mean of the mixture posterior (the average of the unimodal locations)."""

@@ -24,6 +24,12 @@ experts' score terms stay score functions here).  :meth:`MMVAEPlusModule.elbo` (
 adds ``sum_{d != m} [log p(w~_d) - log r_d(w~_d)]``, without which it is no lower bound.
 Unconditional samples: ``z ~ p(z)``, ``w_d ~ p(w)``.  Conditional: ``z`` from the mixture of the
 observed components' ``q_m(z | x_m)``, ``w_d ~ p(w)`` for every missing d (official test time).
+
+Missing components in training (``mask``): a row with observed components O has the shared proposal
+``(1/|O|) sum_{m in O} q_m(z | x_m)``, groups ``m in O`` only (so ``w_m`` only of observed m), and
+reconstructs and cross-reconstructs the components of O only: ``lw_{m,k}`` sums ``d in O``, its
+``log q`` is of the mixture over O, and the ``elbo`` density terms of ``w~_d`` are those of
+``d in O, d != m``; the objectives average over the |O| groups.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from mcgen.models._multimodal import (
     decode_rows,
     encode_heads,
     linear_heads,
+    observed_inputs,
     shared_latent_size,
 )
 from mcgen.models.base import ComponentSpec, MultiComponentModule, build_decoder, build_encoder
@@ -107,20 +114,25 @@ class MMVAEPlusModule(MultiComponentModule):
 
     # ------------------------------------------------------------------------------------------
     def log_weights(self, xs: list[Tensor], K: int, beta: float, scaled: bool, detach_q: bool,
-                    generator: torch.Generator | None = None, aux_density: bool = False
-                    ) -> tuple[Tensor, Tensor, Tensor]:
+                    generator: torch.Generator | None = None, aux_density: bool = False,
+                    mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Samples ``w`` ``(K, M, B, Dw)``, ``z`` ``(K, M, B, Dz)`` and log-weights ``(K, M, B)``.
 
         ``aux_density`` adds ``beta sum_{d != m} [log p(w~_d) - log r_d(w~_d)]`` for the
         cross-reconstruction draws ``w~_d ~ r_d`` of group m: without it (the official objective)
         the expectation exceeds the ELBO by ``sum_{d != m} KL(r_d || p(w))``; with it the
         log-weight is an ELBO term of the generative model on the space of every latent drawn.
+
+        ``mask`` (B, M): row b's log-weights hold its observed components O only (``log q`` of the
+        mixture over O; the reconstructions, and the density terms of ``w~_d``, of ``d in O``); the
+        groups of missing experts are not samples of its proposal (the objectives leave them out).
         """
-        _, _, w, z, lw = self._sample_and_weigh(xs, K, beta, scaled, detach_q, generator, aux_density)
+        _, _, w, z, lw = self._sample_and_weigh(xs, K, beta, scaled, detach_q, generator, aux_density, mask)
         return w, z, lw
 
     def _sample_and_weigh(self, xs: list[Tensor], K: int, beta: float, scaled: bool, detach_q: bool,
-                          generator: torch.Generator | None = None, aux_density: bool = False):
+                          generator: torch.Generator | None = None, aux_density: bool = False,
+                          mask: Tensor | None = None):
         """Shared-posterior locations and scales ``(M, B, Dz)``, samples ``w``, ``z`` and log-weights."""
         lz, sz, lw_, sw = self.posteriors(xs)
         M = self.n_components
@@ -129,7 +141,7 @@ class MMVAEPlusModule(MultiComponentModule):
         qz_loc, qz_scale = lz, sz
         if detach_q:
             lz, sz, lw_, sw = lz.detach(), sz.detach(), lw_.detach(), sw.detach()
-        log_q = mixture_log_prob(self.family, z, lz, sz) + log_prob(self.family, w, lw_, sw)
+        log_q = mixture_log_prob(self.family, z, lz, sz, mask) + log_prob(self.family, w, lw_, sw)
         zero = torch.zeros((), dtype=z.dtype, device=z.device)
         one = torch.ones((), dtype=z.dtype, device=z.device)
         log_p = log_prob(self.family, z, zero, one) + log_prob(self.family, w, zero, one)
@@ -140,27 +152,36 @@ class MMVAEPlusModule(MultiComponentModule):
             w_aux = aux[d] * standard_noise(self.family, w.shape, w, generator)
             w_in = torch.where(m_idx == d, w, w_aux)
             lld = component_log_lik(self.likelihoods[d], self.decode_component(d, w_in, z), xs[d])  # (K, M, B)
-            ll = ll + (lld * self.llik_scales[d] if scaled else lld)
+            lld = lld * self.llik_scales[d] if scaled else lld
+            ll = ll + (lld if mask is None else torch.where(mask[:, d], lld, 0.0))
             if aux_density:
                 ratio = log_prob(self.family, w_aux, zero, one) - log_prob(self.family, w_aux, zero, aux[d])
-                log_p = log_p + torch.where(m_idx[..., 0] == d, torch.zeros_like(ratio), ratio)
+                cross = m_idx[..., 0] != d
+                if mask is not None:  # no cross-reconstruction to a missing d: no w~_d
+                    cross = cross & mask[:, d]
+                log_p = log_p + torch.where(cross, ratio, torch.zeros_like(ratio))
         return qz_loc, qz_scale, w, z, ll + beta * (log_p - log_q)
 
-    def forward(self, xs: list[Tensor]) -> Tensor:
+    def forward(self, xs: list[Tensor], mask: Tensor | None = None) -> Tensor:
+        xs, mask = observed_inputs(xs, mask)
         dreg = self.objective == "dreg"
-        lz, sz, w, z, lw = self._sample_and_weigh(xs, self.K, self.beta, scaled=True, detach_q=dreg)
+        lz, sz, w, z, lw = self._sample_and_weigh(xs, self.K, self.beta, scaled=True, detach_q=dreg, mask=mask)
         if dreg:
             # The shared z has the mixture proposal; the other experts' score terms stay score
             # functions (moving them onto other groups' samples would need new decoder passes).
-            return dreg_loss(lw, z, self.family, lz, sz, self.beta, looser=True, cross="score", private=w)
-        return -iw_objective(lw, self.objective, looser=True)
+            return dreg_loss(lw, z, self.family, lz, sz, self.beta, looser=True, cross="score", private=w,
+                             mask=mask)
+        return -iw_objective(lw, self.objective, looser=True, mask=mask)
 
     # ------------------------------------------------------------------------------------------
-    def elbo(self, xs: list[Tensor], n_mc: int = 1, generator: torch.Generator | None = None) -> Tensor:
-        """MMVAE+'s objective with ``n_mc`` samples per component, beta = 1, its ELBO form."""
+    def elbo(self, xs: list[Tensor], n_mc: int = 1, generator: torch.Generator | None = None,
+             mask: Tensor | None = None) -> Tensor:
+        """MMVAE+'s objective with ``n_mc`` samples per component, beta = 1, its ELBO form; with
+        ``mask``, over each row's observed components (a bound on ``log p(x_O)``)."""
+        xs, mask = observed_inputs(xs, mask)
         _, _, lw = self.log_weights(xs, n_mc, 1.0, scaled=False, detach_q=False, generator=generator,
-                                    aux_density=True)
-        return lw.mean((0, 1))
+                                    aux_density=True, mask=mask)
+        return iw_objective(lw, "elbo", True, mask)
 
     def encode(self, xs: list[Tensor]) -> Tensor:
         """``[mean of q(z | X) ; loc of q(w_1 | x_1) ; ... ; loc of q(w_M | x_M)]``."""

@@ -9,6 +9,11 @@ Gaussian experts ``q_m(z | x_m)`` of S.  Training uses the paper's sub-sampled o
 with the random subsets S_j drawn per batch from the subsets of size 2..M-1 (a size uniformly
 among the sizes, then a subset of that size uniformly, no repeats), and ``beta_t`` the optionally
 annealed KL weight (set from outside through :attr:`MVAEModule.kl_weight`).
+
+Missing components (``mask``): every term is restricted to the row's observed components O: ``L(S)``
+becomes ``L(S & O)`` (the product of the prior expert and the experts of ``S & O``, only the
+components of ``S & O`` scored), and a term with ``S & O`` empty is dropped for that row.  The joint
+term is then ``L(O)``, the single terms of missing components are dropped.
 """
 
 from __future__ import annotations
@@ -19,9 +24,9 @@ import torch
 from torch import Tensor
 
 from mcgen.distributions import gaussian_rsample, kl_diag_gaussian_std
-from mcgen.models._multimodal import ProductOfExpertsModule, shared_latent_size
+from mcgen.models._multimodal import ProductOfExpertsModule, observed_inputs, shared_latent_size
 from mcgen.models.base import ComponentSpec
-from mcgen.models.experts import subset_mask
+from mcgen.models.experts import observed_subset_mask, subset_mask
 
 
 class MVAEModule(ProductOfExpertsModule):
@@ -76,13 +81,22 @@ class MVAEModule(ProductOfExpertsModule):
         return subsets + self.random_subsets()
 
     def subset_losses(self, xs: list[Tensor], subsets: list[tuple[int, ...]], kl_weight: float,
-                      scaled: bool = True, generator: torch.Generator | None = None) -> Tensor:
-        """``L(S)`` for every listed subset (one sample each), shape ``(len(subsets), B)``."""
+                      scaled: bool = True, generator: torch.Generator | None = None,
+                      observed: Tensor | None = None) -> Tensor:
+        """``L(S)`` for every listed subset (one sample each), shape ``(len(subsets), B)``.
+
+        ``observed`` (B, M) bool: row b's term of S is ``L(S & O_b)``, 0 where ``S & O_b`` is empty
+        (``xs`` as :func:`mcgen.models._multimodal.observed_inputs` returns them).
+        """
         M = self.n_components
         mask = subset_mask(M, subsets, prior=True, device=self.llik_scales.device)
+        if observed is not None:
+            mask = observed_subset_mask(mask, observed)  # (1 + M, S, B)
         mu, logvar = self.subset_products(xs, mask)  # (S, B, D)
         z = gaussian_rsample(mu, logvar, generator=generator)
         loss = kl_weight * kl_diag_gaussian_std(mu, logvar)
+        if observed is not None:
+            loss = torch.where(mask[1:].any(0), loss, 0.0)  # S & O_b empty: no term
         for m in range(M):
             rows = [j for j, s in enumerate(subsets) if m in s]
             if not rows:
@@ -91,18 +105,24 @@ class MVAEModule(ProductOfExpertsModule):
             ll = self.component_log_lik(m, self.decode_component(m, z[idx]), xs[m])  # (n_m, B)
             if scaled:
                 ll = ll * self.llik_scales[m]
+            if observed is not None:
+                ll = torch.where(observed[:, m], ll, 0.0)
             loss = loss.index_add(0, idx, -ll)
         return loss
 
-    def forward(self, xs: list[Tensor]) -> Tensor:
+    def forward(self, xs: list[Tensor], mask: Tensor | None = None) -> Tensor:
+        xs, mask = observed_inputs(xs, mask)
         subsets = self.training_subsets()
-        return self.subset_losses(xs, subsets, self.beta * self.kl_weight).sum(0)
+        return self.subset_losses(xs, subsets, self.beta * self.kl_weight, observed=mask).sum(0)
 
     # ------------------------------------------------------------------------------------------
-    def elbo(self, xs: list[Tensor], n_mc: int = 1, generator: torch.Generator | None = None) -> Tensor:
-        """Joint ELBO with the PoE of every expert: ``E_q[sum_m log p(x_m|z)] - KL(q || N(0, I))``."""
+    def elbo(self, xs: list[Tensor], n_mc: int = 1, generator: torch.Generator | None = None,
+             mask: Tensor | None = None) -> Tensor:
+        """Joint ELBO with the PoE of every expert: ``E_q[sum_m log p(x_m|z)] - KL(q || N(0, I))``;
+        with ``mask``, of each row's observed experts and components (a bound on ``log p(x_O)``)."""
+        xs, mask = observed_inputs(xs, mask)
         full = [tuple(range(self.n_components))] * n_mc
-        return -self.subset_losses(xs, full, 1.0, scaled=False, generator=generator).mean(0)
+        return -self.subset_losses(xs, full, 1.0, scaled=False, generator=generator, observed=mask).mean(0)
 
     def encode(self, xs: list[Tensor]) -> Tensor:
         return self.posterior(xs)[0]
