@@ -128,7 +128,8 @@ def summarise(runs: list[dict], configs, grid, seeds) -> dict:
         if not main:
             continue
         # the search's fit at the chosen beta is seed 0's run when it had the full epochs
-        seeded = [r for r in rs if r["beta"] == beta and r["epochs"] == main[0]["epochs"]] + main
+        seeded = sorted([r for r in rs if r["beta"] == beta and r["epochs"] == main[0]["epochs"]] + main,
+                        key=lambda r: r["seed"])
         s = {"beta": beta, "seeds": [r["seed"] for r in seeded],
              "criterion": {str(r["beta"]): r["criterion"] for r in rs},
              "seconds_per_epoch": float(np.mean([r["seconds_per_epoch"] for r in seeded])),

@@ -282,3 +282,36 @@ def test_training_on_incomplete_rows_beats_dropping_them_and_nears_complete_rows
     e_full, e_missing, e_dropped = energy(arrays), energy(Xm), energy([a[complete] for a in arrays])
     assert e_missing <= 1.10 * e_full, (e_full, e_missing)
     assert e_missing < e_dropped, (e_missing, e_dropped)
+
+
+def test_implied_posterior_under_a_mixture_prior_uses_the_most_responsible_component(copula):
+    """The refit's E-step for a mixture prior fills a row's missing blocks with the conditional of
+    the component maximising ``log w_c + log N(mu_O; m_c,O, S_c,OO + Sigma_OO)`` (SciPy).
+    Planted bug guarded: the responsibilities read from the padded coordinates, or the
+    fill taken from the mixture's overall moments (the blur the hard E-step avoids)."""
+    est, m = _module(copula, prior_components=3)
+    with torch.no_grad():  # spread the components so that the choice matters
+        m.prior_mean.copy_(3.0 * torch.randn(m.prior_mean.shape, dtype=m.prior_mean.dtype,
+                                             generator=torch.Generator().manual_seed(0)))
+    xs = _batch(est, copula, 10)
+    mask = _mask(10, 4, seed=4)
+    with torch.no_grad():
+        mean, cov = m.posterior(xs, mask=mask)
+        mus, vs, es = m.encode_components(xs)
+        mu, S = m._assemble(mus, vs, m._mask_embeddings(es, mask), m._coords(mask))
+        log_w, mu_p, L_p = (t.numpy() for t in m.prior_mixture())
+    S_p = L_p @ np.swapaxes(L_p, -1, -2)
+    coords = m._coords(mask).numpy()
+    chosen = set()
+    for b in range(10):
+        o, u = coords[b], ~coords[b]
+        mo, Soo = mu[b].numpy()[o], S[b].numpy()[np.ix_(o, o)]
+        c = int(np.argmax([lw + stats.multivariate_normal(mu_p[k][o], S_p[k][np.ix_(o, o)] + Soo).logpdf(mo)
+                           for k, lw in enumerate(log_w)]))
+        chosen.add(c)
+        A = S_p[c][np.ix_(u, o)] @ np.linalg.inv(S_p[c][np.ix_(o, o)])
+        np.testing.assert_allclose(mean[b].numpy()[u], mu_p[c][u] + A @ (mo - mu_p[c][o]), rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(cov[b].numpy()[np.ix_(u, u)],
+                                   S_p[c][np.ix_(u, u)] - A @ S_p[c][np.ix_(o, u)] + A @ Soo @ A.T,
+                                   rtol=1e-7, atol=1e-9)
+    assert len(chosen) > 1  # the rows do not all pick the same component: the choice is exercised

@@ -498,20 +498,34 @@ class GMRFModule(MultiComponentModule):
 
         With ``mask`` (B, M) (rows lacking components, as :meth:`forward`): the implied full
         posterior ``q(z_O | x_O) p(z_U | z_O)``, the missing blocks filled by the prior's
-        conditional (the prior's moment-matched Gaussian for a mixture): the E-step of a Gaussian
-        with missing coordinates, which the prior refit takes as each row's posterior."""
+        conditional: the E-step of a Gaussian with missing coordinates, which the prior refit
+        takes as each row's posterior.  For a mixture prior, the conditional of the component
+        most responsible for the row's observed part (``log w_c + log N(mu_O; m_c,O, S_c,OO +
+        Sigma_OO)``, a hard E-step), so a row keeps its cluster's shape."""
         if mask is None or bool(mask.all()):
             return self._assemble(*self.encode_components(xs))
         mus, vs, es = self.encode_components(xs)
         coords = self._coords(mask)
         mu, S = self._assemble(mus, vs, self._mask_embeddings(es, mask), coords)
         dtype = mu.dtype
-        m_p, S_p = mixture_moments(*(t.double() for t in self.prior_mixture()))
         o, u = coords, ~coords
         mu, S = mu.double(), S.double()
         zero = torch.zeros((), dtype=torch.float64, device=mu.device)
         pair = lambda a, b: a.unsqueeze(-1) & b.unsqueeze(-2)  # noqa: E731
-        P = torch.where(pair(o, o), S_p, zero) + torch.diag_embed(u.double())  # prior's observed block, padded
+        pad = torch.diag_embed(u.double())
+        log_w, m_c, L_c = (t.double() for t in self.prior_mixture())
+        S_c = L_c @ L_c.mT
+        if m_c.shape[0] == 1:
+            m_p, S_p = m_c[0], S_c[0]
+        else:  # the most responsible component for each row's observed part, on padded matrices
+            P_c = torch.where(pair(o, o).unsqueeze(1), S_c + S.unsqueeze(1), zero) + pad.unsqueeze(1)  # (B, C, D, D)
+            with self._counting_jitter():
+                L_Pc, _ = cholesky_with_jitter(P_c)
+            d_c = torch.where(o.unsqueeze(1), mu.unsqueeze(1) - m_c, zero).unsqueeze(-1)  # (B, C, D, 1)
+            maha = torch.linalg.solve_triangular(L_Pc, d_c, upper=False).pow(2).sum((-2, -1))
+            c = (log_w - 0.5 * maha - 0.5 * logdet_from_cholesky(L_Pc)).argmax(-1)
+            m_p, S_p = m_c[c], S_c[c]  # (B, D), (B, D, D)
+        P = torch.where(pair(o, o), S_p, zero) + pad  # the prior's observed block, padded
         X = torch.where(pair(u, o), S_p, zero)  # prior cross-covariance, missing rows x observed columns
         with self._counting_jitter():
             L_P, _ = cholesky_with_jitter(P)
