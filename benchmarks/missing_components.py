@@ -69,7 +69,7 @@ def run(args) -> dict:
             data = {"complete": train, "missing": with_missing, "dropped": [a[complete_rows] for a in train]}
             M = len(train)
             for name in args.models:
-                for variant in VARIANTS:
+                for variant in args.variants:
                     params = completion.estimator_params(name, setting, M, seed, 1e-3, {})
                     est = completion.CLASSES[name](**params)
                     t0 = time.perf_counter()
@@ -142,6 +142,8 @@ def main(argv=None) -> dict:
     p.add_argument("--fraction", type=float, default=0.3, help="fraction of (row, component) entries removed")
     p.add_argument("--epochs", type=int, default=None, help="replace the dataset's epochs (completion.py's settings)")
     p.add_argument("--n-completions", type=int, default=10)
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                   help="which trainings to run (default: all three)")
     p.add_argument("--quick", action="store_true", help="completion.py's tiny settings")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "missing_components.json"))
     args = p.parse_args(argv)

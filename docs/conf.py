@@ -116,6 +116,8 @@ API_MODULES = [
     ("mcgen.plotting", "Plotting", "Needs the ``[plot]`` extra (matplotlib)."),
     ("mcgen.graph", "Component graphs", "Graphs of components for ``GMRFMultiComponentVAE(graph=...)`` and the "
      "dependency measure of ``dependency_graph()``; see :doc:`../mathematics`."),
+    ("mcgen.missing", "Missing components", "Rows that lack components (NaN throughout a component): how they are "
+     "found, checked and grouped; see the :doc:`user guide <../guide>`."),
     ("mcgen.datasets", "Datasets",
      "Every dataset is loaded through :func:`mcgen.load_dataset`; these modules hold the loaders and "
      "their helpers.  See :doc:`../datasets`."),
