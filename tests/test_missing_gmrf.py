@@ -128,6 +128,15 @@ def test_masked_mixture_kl_is_the_monte_carlo_kl_of_the_observed_marginals(copul
         assert float(kl[b]) == pytest.approx(-H - log_p, rel=1e-9, abs=1e-9)
 
 
+def _implied_and_observed(m, xs, mask):
+    """``posterior(xs, mask)`` and the observed-block construction it starts from."""
+    with torch.no_grad():
+        mean, cov = m.posterior(xs, mask=mask)
+        mus, vs, es = m.encode_components(xs)
+        mu, S = m._assemble(mus, vs, m._mask_embeddings(es, mask), m._coords(mask))
+    return mean, cov, mu, S
+
+
 def test_implied_posterior_fills_missing_blocks_with_the_priors_conditional(copula):
     """``posterior(xs, mask)`` (the prior refit's E-step) against the Gaussian conditioning
     formulas in NumPy.  Planted bug guarded: a missing block left at the (meaningless) encoder
@@ -135,11 +144,8 @@ def test_implied_posterior_fills_missing_blocks_with_the_priors_conditional(copu
     est, m = _module(copula, prior_components=1, cond_weight=0.0)
     xs = _batch(est, copula, 10)
     mask = _mask(10, 4, seed=3)
-    with torch.no_grad():
-        mean, cov = m.posterior(xs, mask=mask)
-        mus, vs, es = m.encode_components(xs)
-        mu, S = m._assemble(mus, vs, m._mask_embeddings(es, mask), m._coords(mask))
-        _, mu_p, L_p = m.prior_mixture()
+    mean, cov, mu, S = _implied_and_observed(m, xs, mask)
+    _, mu_p, L_p = m.prior_mixture()
     mp, Sp = mu_p[0].detach().numpy(), (L_p[0] @ L_p[0].T).detach().numpy()
     coords = m._coords(mask).numpy()
     for b in range(10):
@@ -295,11 +301,8 @@ def test_implied_posterior_under_a_mixture_prior_uses_the_most_responsible_compo
                                              generator=torch.Generator().manual_seed(0)))
     xs = _batch(est, copula, 10)
     mask = _mask(10, 4, seed=4)
-    with torch.no_grad():
-        mean, cov = m.posterior(xs, mask=mask)
-        mus, vs, es = m.encode_components(xs)
-        mu, S = m._assemble(mus, vs, m._mask_embeddings(es, mask), m._coords(mask))
-        log_w, mu_p, L_p = (t.numpy() for t in m.prior_mixture())
+    mean, cov, mu, S = _implied_and_observed(m, xs, mask)
+    log_w, mu_p, L_p = (t.detach().numpy() for t in m.prior_mixture())
     S_p = L_p @ np.swapaxes(L_p, -1, -2)
     coords = m._coords(mask).numpy()
     chosen = set()
