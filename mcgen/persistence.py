@@ -34,6 +34,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
@@ -148,6 +149,8 @@ def params_to_json(est, warn: bool = True) -> str:
             value = None
         if isinstance(value, os.PathLike):
             value = os.fspath(value)
+        if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":  # e.g. a graph's adjacency matrix
+            value = {"numpy": value.tolist(), "dtype": value.dtype.str}
         if name == "optimizer" and isinstance(value, type):
             if getattr(torch.optim, value.__name__, None) is value:
                 value = {"torch.optim": value.__name__}
@@ -175,6 +178,9 @@ def params_from_json(text: str, renamed: dict[str, str] | None = None) -> dict:
     opt = params.get("optimizer")
     if isinstance(opt, dict) and "torch.optim" in opt:
         params["optimizer"] = getattr(torch.optim, opt["torch.optim"])
+    for key, value in params.items():
+        if isinstance(value, dict) and set(value) == {"numpy", "dtype"}:
+            params[key] = np.asarray(value["numpy"], dtype=np.dtype(value["dtype"]))
     for key in ("encoder_kwargs", "decoder_kwargs"):  # JSON turns tuples into lists
         if key in params:
             params[key] = _tuples(params[key])
