@@ -423,7 +423,8 @@ def copula():
 
 @pytest.mark.parametrize("graph, kw", [("chain", {}), ("star", {"prior_components": 1, "inference": "potential"}),
                                        (_adjacency(4, [(0, 1), (1, 2), (2, 3), (3, 0)]).tolist(),
-                                        {"covariance": "blockwise", "latent_dim": [1, 2, 3, 2]})])
+                                        {"covariance": "blockwise", "latent_dim": [1, 2, 3, 2]}),
+                                       (_adjacency(4, [(0, 1), (0, 2), (2, 3)]), {})])
 def test_graph_estimator_end_to_end(copula, graph, kw, tmp_path):
     est = gmrf(graph=graph, max_epochs=2, **kw).fit(copula)
     A = resolve_graph(graph, 4)
