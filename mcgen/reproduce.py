@@ -137,7 +137,7 @@ PROTOCOLS = {
                                "10,000 evaluation rows (the paper does not state its evaluation size)"),
         "quick": Protocol(10_000, 2000, 25, 256, (0,), 2,
                           note="quick CPU version: the paper's 10,000 rows and networks, 25 epochs, 1 seed, 2,000 "
-                               "evaluation rows (docs/results.md's 25-epoch setting)"),
+                               "evaluation rows"),
         "tiny": Protocol(200, 200, 1, 64, (0,), 2, note="smoke test"),
     },
     "polymnist": {
