@@ -244,3 +244,23 @@ def test_step_floor_benchmark_runs(tmp_path):
                                                                           / res["gemm_flops_per_s"])
         assert r["ratio"] > 0.5 and r["profile_ms"]["matrix_products"] > 0
     assert json.loads(out.read_text())["rows"] == res["rows"]
+
+
+def test_missing_components_benchmark_runs(tmp_path):
+    out = tmp_path / "missing.json"
+    threads = torch.get_num_threads()
+    try:
+        res = _load("missing_components").main(["--quick", "--datasets", "copula", "--models", "gmrf", "mopoe",
+                                                "--seeds", "0", "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    saved = json.loads(out.read_text())
+    assert len(saved["runs"]) == 2 * 3  # 2 models x (complete, missing, dropped)
+    missing = [r for r in saved["runs"] if r["variant"] == "missing"]
+    assert all(0.5 < r["observed_fraction"] < 0.9 for r in missing)  # about 70 % of the entries kept
+    dropped = [r for r in saved["runs"] if r["variant"] == "dropped"]
+    complete = [r for r in saved["runs"] if r["variant"] == "complete"]
+    assert all(d["train_rows"] < c["train_rows"] for d, c in zip(dropped, complete))
+    cell = res["summary"]["copula"]["gmrf"]["leave_one_out"]
+    assert cell["missing_over_complete"] == pytest.approx(cell["missing"]["energy_score"]
+                                                          / cell["complete"]["energy_score"])

@@ -1,10 +1,12 @@
-"""examples/polymnist.py and examples/biked.py run end to end (``--smoke``) on tiny fixtures."""
+"""examples/polymnist.py, examples/biked.py and examples/missing_components.py run end to end (``--smoke``) on tiny
+fixtures (the last on the bundled digits)."""
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mcgen.datasets import biked, polymnist
@@ -44,3 +46,16 @@ def test_biked_example_smoke(tmp_path, monkeypatch):
     assert out.exists() and grid.exists()
     assert result["n_train"] + result["n_test"] == 30 and result["known"] == ["frame", "wheels"]
     assert -1.0 <= result["ssim_full_bike_mean"] <= 1.0
+
+
+def test_missing_components_example_smoke(tmp_path):
+    """examples/missing_components.py end to end (``--smoke``: one epoch per model) on the bundled digits."""
+    out = tmp_path / "missing.png"
+    threads = torch.get_num_threads()
+    try:  # the example pins one torch thread
+        result = _load_example("missing_components").main(["--smoke", "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    assert out.exists() and out.stat().st_size > 0
+    assert set(result) == {"complete rows", "30% missing", "complete rows only"}
+    assert all(np.isfinite(v["energy_score"]) and v["energy_score"] > 0 for v in result.values())
