@@ -989,7 +989,7 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
         for known, rows in observed_patterns(mask):
             if len(known) == M:
                 continue
-            parts = self._complete([a[rows] for a in (arrays[k] for k in known)], known, n_samples, g)
+            parts = self._complete([arrays[k][rows] for k in known], known, n_samples, g)
             for i in range(M):
                 if i not in known:
                     result[i][rows] = parts[i]
@@ -1046,9 +1046,7 @@ class MultiComponentVAE(TransformerMixin, DensityMixin, BaseEstimator):
         g = self._generator(0)
         dev = self._device()
         mask = observed_mask(arrays)
-        st = self.standardizer_
-        # per component: sum log scale, which converts its log-density to the data's units
-        jac = np.array([0.0 if sc is None else float(np.log(sc.astype(np.float64)).sum()) for sc in st.scale])
+        jac = self.standardizer_.log_jacobian()  # per component
         parts = []
         with self._eval() as module:
             for sl in self._chunks(arrays[0].shape[0]):

@@ -117,9 +117,16 @@ class Standardizer:
         t = torch.from_numpy(self.transform(a, i))
         return t if device is None else t.to(device)
 
-    def log_jacobian(self) -> float:
-        """``sum log scale``: converts a log-density in the standardised space to the data's units."""
-        return float(sum(np.log(s.astype(np.float64)).sum() for s in self.scale if s is not None))
+    def log_jacobian(self) -> np.ndarray:
+        """Per component, ``sum log scale`` (0 for a component left as it is): subtracted from a
+        log-density in the standardised space, it gives the density in the data's units.  A row
+        lacking components subtracts only its observed components' terms.
+
+        Returns
+        -------
+        ndarray of shape (M,), float64
+        """
+        return np.array([0.0 if s is None else float(np.log(s.astype(np.float64)).sum()) for s in self.scale])
 
     def get_state(self) -> dict:
         """The statistics as tensors (``None`` for untouched components), for safe persistence."""
