@@ -7,6 +7,7 @@ well under a second on the test data.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -61,3 +62,14 @@ class LinearDecoder(nn.Module):
 
     def forward(self, z):
         return self.lin(z).reshape(z.shape[0], *self.shape)
+
+
+@pytest.fixture(autouse=True)
+def fresh_plugins():
+    """Every test of a module that imports this fixture starts and ends with the default
+    process-wide plugin manager."""
+    from mcgen.plugins import reset_plugins
+
+    reset_plugins()
+    yield
+    reset_plugins()

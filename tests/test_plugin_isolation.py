@@ -20,15 +20,8 @@ from mcgen.plugins import (
     hookimpl,
     load_dataset,
     register_plugin,
-    reset_plugins,
 )
-
-
-@pytest.fixture(autouse=True)
-def _fresh_plugins():
-    reset_plugins()
-    yield
-    reset_plugins()
+from tests._factories import fresh_plugins  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture

@@ -32,19 +32,11 @@ from mcgen.plugins import (
     unregister_plugin,
 )
 from mcgen.plugins.manager import BUILTIN_PLUGINS, collect_registries
-from tests._factories import LinearDecoder, LinearEncoder
+from tests._factories import LinearDecoder, LinearEncoder, fresh_plugins  # noqa: F401 (autouse fixture)
 
 torch.set_num_threads(1)
 
 MCGEN_DIR = Path(mcgen.__file__).parent
-
-
-@pytest.fixture(autouse=True)
-def _fresh_plugins():
-    """Every test starts and ends with the default process-wide manager."""
-    reset_plugins()
-    yield
-    reset_plugins()
 
 
 @pytest.fixture

@@ -81,18 +81,24 @@ def check_encoder(module: Any, input_shape: Sequence[int], label: str = "encoder
                                   f"(the width of its output), got {width!r}")
     out = _run(module, dummy_batch(input_shape), label, "encoder")
     expected = (DUMMY_ROWS, width)
-    if not isinstance(out, torch.Tensor):
-        raise PluginContractError(f"{label}: the encoder returned a {type(out).__name__}, not a tensor of shape "
-                                  f"(B, out_features) = {expected}")
-    if tuple(out.shape) != expected:
-        raise PluginContractError(
-            f"{label}: for input of shape (B, *{input_shape}) = {(DUMMY_ROWS, *input_shape)} the encoder returned "
-            f"shape {tuple(out.shape)}, but it declares out_features={width}, so (B, out_features) = {expected} "
-            "is expected")
-    if not out.is_floating_point():
-        raise PluginContractError(f"{label}: the encoder returned dtype {out.dtype}; a floating-point tensor is "
-                                  "expected")
+    _check_output(out, expected, label, "encoder", "(B, out_features)", lambda got: (
+        f"{label}: for input of shape (B, *{input_shape}) = {(DUMMY_ROWS, *input_shape)} the encoder returned "
+        f"shape {got}, but it declares out_features={width}, so (B, out_features) = {expected} is expected"))
     return width
+
+
+def _check_output(out: Any, expected: tuple[int, ...], label: str, what: str, shape_name: str,
+                  mismatch: Callable[[tuple[int, ...]], str]) -> None:
+    """A network's output on the dummy batch: a floating-point tensor of shape ``expected``
+    (``mismatch(shape)`` is the message for another shape)."""
+    if not isinstance(out, torch.Tensor):
+        raise PluginContractError(f"{label}: the {what} returned a {type(out).__name__}, not a tensor of shape "
+                                  f"{shape_name} = {expected}")
+    if tuple(out.shape) != expected:
+        raise PluginContractError(mismatch(tuple(out.shape)))
+    if not out.is_floating_point():
+        raise PluginContractError(f"{label}: the {what} returned dtype {out.dtype}; a floating-point tensor is "
+                                  "expected")
 
 
 def check_decoder(module: Any, latent_dim: int, output_shape: Sequence[int], label: str = "decoder") -> None:
@@ -121,16 +127,9 @@ def check_decoder(module: Any, latent_dim: int, output_shape: Sequence[int], lab
                                   "torch.nn.Module")
     out = _run(module, dummy_batch((int(latent_dim),)), label, "decoder")
     expected = (DUMMY_ROWS, *output_shape)
-    if not isinstance(out, torch.Tensor):
-        raise PluginContractError(f"{label}: the decoder returned a {type(out).__name__}, not a tensor of shape "
-                                  f"(B, *component_shape) = {expected}")
-    if tuple(out.shape) != expected:
-        raise PluginContractError(
-            f"{label}: for latents of shape (B, {int(latent_dim)}) the decoder returned shape {tuple(out.shape)}; "
-            f"the component's shape is {output_shape}, so (B, *component_shape) = {expected} is expected")
-    if not out.is_floating_point():
-        raise PluginContractError(f"{label}: the decoder returned dtype {out.dtype}; a floating-point tensor is "
-                                  "expected")
+    _check_output(out, expected, label, "decoder", "(B, *component_shape)", lambda got: (
+        f"{label}: for latents of shape (B, {int(latent_dim)}) the decoder returned shape {got}; "
+        f"the component's shape is {output_shape}, so (B, *component_shape) = {expected} is expected"))
 
 
 class CheckedFactory:
