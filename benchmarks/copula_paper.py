@@ -180,19 +180,17 @@ def run(args: argparse.Namespace) -> dict:
     configs = [c for c in ORDER if c in args.configs]
     base = dict(n_train=args.n_train, n_test=args.n_test, n_val=args.n_val)
     runs: list[dict] = []
+    prior_wall = 0.0  # a resumed run adds the time of the runs it found
     if args.resume and args.out and os.path.exists(args.out):
         with open(args.out) as f:
-            runs = json.load(f)["runs"]
+            previous = json.load(f)
+        runs, prior_wall = previous["runs"], float(previous.get("wall_seconds", 0.0))
     done = {_key(r) for r in runs}
     res = {"protocol": "paper", "settings": {k: v for k, v in vars(args).items() if k != "func"},
            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                        "threads_per_process": 1},
            "runs": runs}
     t_start = time.perf_counter()
-    prior_wall = 0.0
-    if args.resume and args.out and os.path.exists(args.out):
-        with open(args.out) as f:
-            prior_wall = float(json.load(f).get("wall_seconds", 0.0))
 
     def search_jobs():
         for c in configs:
