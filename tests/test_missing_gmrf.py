@@ -90,7 +90,7 @@ def test_masked_kl_is_the_kl_of_the_observed_marginals(copula):
     _, kl = m._masked_draw_and_kl(mus, vs, es, mask, torch.zeros(16, m.D, dtype=torch.float64))
     kl = kl.detach()
     coords = m._coords(mask).numpy()
-    mu, S = m._assemble(mus, vs, m._mask_embeddings(es, mask), m._coords(mask))
+    _, mu, S = m._observed_posterior(mus, vs, es, mask)
     _, mu_p, L_p = m.prior_mixture()
     mu_p, S_p = mu_p[0].detach().numpy(), (L_p[0] @ L_p[0].T).detach().numpy()
     for b in range(16):
@@ -115,7 +115,7 @@ def test_masked_mixture_kl_is_the_monte_carlo_kl_of_the_observed_marginals(copul
     z, kl = m._masked_draw_and_kl(mus, vs, es, mask, u)
     kl = kl.detach()
     coords = m._coords(mask).numpy()
-    mu, S = m._assemble(mus, vs, m._mask_embeddings(es, mask), m._coords(mask))
+    _, mu, S = m._observed_posterior(mus, vs, es, mask)
     log_w, mu_p, L_p = (t.detach().numpy() for t in m.prior_mixture())
     S_p = L_p @ np.swapaxes(L_p, -1, -2)
     for b in range(12):
@@ -133,7 +133,7 @@ def _implied_and_observed(m, xs, mask):
     with torch.no_grad():
         mean, cov = m.posterior(xs, mask=mask)
         mus, vs, es = m.encode_components(xs)
-        mu, S = m._assemble(mus, vs, m._mask_embeddings(es, mask), m._coords(mask))
+        _, mu, S = m._observed_posterior(mus, vs, es, mask)
     return mean, cov, mu, S
 
 

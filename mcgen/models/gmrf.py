@@ -504,9 +504,20 @@ class GMRFModule(MultiComponentModule):
         Sigma_OO)``, a hard E-step), so a row keeps its cluster's shape."""
         if mask is None or bool(mask.all()):
             return self._assemble(*self.encode_components(xs))
-        mus, vs, es = self.encode_components(xs)
+        coords, mu, S = self._observed_posterior(*self.encode_components(xs), mask)
+        return self._fill_missing_blocks(mu, S, coords)
+
+    def _observed_posterior(self, mus: list[Tensor], vs: list[Tensor], es: list[Tensor], mask: Tensor
+                            ) -> tuple[Tensor, Tensor, Tensor]:
+        """The latent-coordinate mask (B, D) and the posterior built from the observed components
+        alone (:meth:`_assemble` with zero embeddings for the absent ones); only its observed
+        block is meaningful."""
         coords = self._coords(mask)
         mu, S = self._assemble(mus, vs, self._mask_embeddings(es, mask), coords)
+        return coords, mu, S
+
+    def _fill_missing_blocks(self, mu: Tensor, S: Tensor, coords: Tensor) -> tuple[Tensor, Tensor]:
+        """The implied full posterior of :meth:`posterior` from the observed block of (mu, S)."""
         dtype = mu.dtype
         o, u = coords, ~coords
         mu, S = mu.double(), S.double()
@@ -558,8 +569,7 @@ class GMRFModule(MultiComponentModule):
         pattern of missing components.  The draws' observed coordinates are exact draws of
         q(z_O | x_O) (the Cholesky factor keeps the zero cross blocks); the missing ones are
         the padding and are never scored.  With a graph the same holds on the dense matrices."""
-        coords = self._coords(mask)
-        mu, S = self._assemble(mus, vs, self._mask_embeddings(es, mask), coords)
+        coords, mu, S = self._observed_posterior(mus, vs, es, mask)
         zero = torch.zeros((), dtype=mu.dtype, device=mu.device)
         both = coords.unsqueeze(-1) & coords.unsqueeze(-2)
         pad = torch.diag_embed((~coords).to(mu.dtype))
