@@ -80,11 +80,13 @@ def params_of(config: str, beta: float, seed: int, epochs: int) -> dict:
 def run_job(job: dict) -> dict:
     """Fit one configuration and evaluate it (runs in a worker process)."""
     import torch
+    from allocator import keep_freed_memory
 
     from mcgen.metrics import conditional_metrics, unconditional_metrics
     from mcgen.reproduce import copula_columns, make_estimator
 
     torch.set_num_threads(1)
+    keep_freed_memory()  # glibc keeps the activations' memory between steps (allocator.py)
     d = _data(job["n_train"], job["n_test"], job["n_val"])
     model = CONFIGS[job["config"]][0]
     est = make_estimator(model, params_of(job["config"], job["beta"], job["seed"], job["epochs"]))

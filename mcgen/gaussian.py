@@ -205,6 +205,14 @@ def kl_mvn(mu_q: Tensor, L_q: Tensor, mu_p: Tensor, L_p: Tensor) -> Tensor:
     """
     D = mu_q.shape[-1]
     batch = torch.broadcast_shapes(L_q.shape[:-2], L_p.shape[:-2], mu_q.shape[:-1], mu_p.shape[:-1])
+    if L_p.dim() == 2:
+        # One prior factor for the whole batch: a single triangular solve against every
+        # right-hand side side by side, [L_q,b | mu_p - mu_q,b] for all b, instead of a batch of
+        # tiny solves with the factor repeated (the training step's KL; same arithmetic).
+        rhs = torch.cat([L_q.expand(*batch, D, D), (mu_p - mu_q).expand(*batch, D).unsqueeze(-1)], -1)
+        sol = torch.linalg.solve_triangular(L_p, rhs.movedim(-2, 0).reshape(D, -1), upper=False)
+        trace_maha = sol.pow(2).reshape(D, *batch, D + 1).sum((0, -1))  # ||L_p^-1 L_q||_F^2 + maha
+        return 0.5 * (trace_maha - D + logdet_from_cholesky(L_p) - logdet_from_cholesky(L_q))
     L_pb = L_p.expand(*batch, D, D)
     # tr(Sp^-1 Sq) = ||L_p^-1 L_q||_F^2
     A = torch.linalg.solve_triangular(L_pb, L_q.expand(*batch, D, D), upper=False)

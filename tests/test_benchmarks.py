@@ -233,11 +233,15 @@ def test_step_floor_benchmark_runs(tmp_path):
     threads = torch.get_num_threads()
     try:
         res = _load("step_floor").main(["--epochs", "2", "--n-train", "300", "--configs", "gmrf", "mopoe",
-                                        "--gemm", "64", "--rounds", "1", "--out", str(out)])
+                                        "--gemm", "64", "--rounds", "1", "--allocator", "system", "--out", str(out)])
     finally:
         torch.set_num_threads(threads)
     rows = {r["config"]: r for r in res["rows"]}
     assert set(rows) == {"gmrf", "mopoe"}
+    # the networks alone replay every network call of the loss: the GMRF's 4 encoders, 4 heads,
+    # 4 decoders and its global encoder; MoPoE-VAE's 4 encoders, 4 heads and 4 decoders
+    assert rows["gmrf"]["network_calls"] == 13 and rows["mopoe"]["network_calls"] == 12
+    assert all(r["networks_ms"] > 0 and r["optimizer_ms"] > 0 for r in rows.values())
     for r in rows.values():
         # the floor is the counted FLOPs over the measured throughput; the step cannot beat it by much
         assert r["gflop_per_step"] > 0 and r["floor_ms"] == pytest.approx(r["gflop_per_step"] * 1e12
