@@ -160,19 +160,21 @@ def main(argv=None) -> dict:
         r["ratio"] = r["step_ms"] / r["floor_ms"]
         r["matrix_products_over_floor"] = r["profile_ms"]["matrix_products"] / r["floor_ms"]
         r["networks_optimizer_over_floor"] = (r["networks_ms"] + r["optimizer_ms"]) / r["floor_ms"]
+        r["step_over_networks_optimizer"] = r["step_ms"] / (r["networks_ms"] + r["optimizer_ms"])
         rows.append(r)
     rate_2048 = gemm_throughput(2048, 3)
     print(f"GEMM throughput, {args.threads} thread(s): {rate / 1e9:.0f} GFLOP/s at {args.gemm}^3 "
           f"({rate_2048 / 1e9:.0f} at 2048^3)")
     print(f"allocator: {args.allocator} (settings took: {args.allocator_kept})")
     print(f"{'configuration':19s} {'GFLOP/step':>10s} {'floor ms':>9s} {'step ms':>8s} {'ratio':>6s} | "
-          f"{'networks':>8s} {'optimizer':>9s} {'(x floor)':>9s} | profile ms: {'products':>8s} {'(x floor)':>9s} "
-          f"{'other':>6s} {'kernels':>7s}")
+          f"{'networks':>8s} {'optimizer':>9s} {'(x floor)':>9s} {'step/them':>9s} | profile ms: "
+          f"{'products':>8s} {'(x floor)':>9s} {'other':>6s} {'kernels':>7s}")
     for r in rows:
         pr = r["profile_ms"]
         print(f"{copula_paper.LABELS[r['config']]:19s} {r['gflop_per_step']:10.3f} {r['floor_ms']:9.2f} "
               f"{r['step_ms']:8.2f} {r['ratio']:6.2f} | {r['networks_ms']:8.2f} {r['optimizer_ms']:9.2f} "
-              f"{r['networks_optimizer_over_floor']:9.2f} | {'':11s} {pr['matrix_products']:8.2f} "
+              f"{r['networks_optimizer_over_floor']:9.2f} {r['step_over_networks_optimizer']:9.2f} | "
+              f"{'':11s} {pr['matrix_products']:8.2f} "
               f"{r['matrix_products_over_floor']:9.2f} {pr['other']:6.2f} {r['kernels_per_step']:7d}")
     res = {"settings": vars(args), "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
            "torch": torch.__version__}, "gemm_flops_per_s": rate, "gemm_2048_flops_per_s": rate_2048, "rows": rows}
