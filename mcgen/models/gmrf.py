@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from mcgen.gaussian import (
     assemble_blockwise,
-    assemble_elementwise,
+    assemble_elementwise_entries,
     cholesky_with_jitter,
     count_jitter,
     kl_mvn,
@@ -133,6 +133,8 @@ class GMRFModule(MultiComponentModule):
         self.n_off = n_off
         flat = (torch.cat(rows) * D + torch.cat(cols)) if rows else torch.zeros(0, dtype=torch.long)
         self.register_buffer("offdiag_flat_idx", flat, persistent=False)
+        self.register_buffer("offdiag_rows", flat // D, persistent=False)
+        self.register_buffer("offdiag_cols", flat % D, persistent=False)
         if n_off > 0:
             layers: list[nn.Module] = []
             width = D
@@ -480,17 +482,20 @@ class GMRFModule(MultiComponentModule):
         if self.offdiag_net is None:
             return mu, torch.diag_embed(v)
         off = self.offdiag_net(torch.cat(es, -1))
+        if self.covariance == "elementwise":
+            # From the entries, never forming W (assemble_elementwise_entries: the same matrix)
+            rows, cols = self.offdiag_rows, self.offdiag_cols
+            if coords is not None:
+                off = torch.where(coords[:, rows] & coords[:, cols], off, torch.zeros((), dtype=off.dtype,
+                                                                                        device=off.device))
+            return mu, assemble_elementwise_entries(v, off, rows, cols, self.epsilon, self.delta)
         W = torch.zeros(B, D * D, dtype=mu.dtype, device=mu.device).index_copy(1, self.offdiag_flat_idx, off)
         W = W.reshape(B, D, D)
         W = W + W.mT
         if coords is not None:
             W = torch.where(coords.unsqueeze(-1) & coords.unsqueeze(-2), W, torch.zeros((), dtype=W.dtype,
                                                                                           device=W.device))
-        if self.covariance == "elementwise":
-            S = assemble_elementwise(v, W, self.epsilon, self.delta)
-        else:
-            S = assemble_blockwise(v, W, self.block_sizes, self.epsilon, self.delta)
-        return mu, S
+        return mu, assemble_blockwise(v, W, self.block_sizes, self.epsilon, self.delta)
 
     def posterior(self, xs: list[Tensor], mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Posterior mean (B, D) and covariance (B, D, D) (with a graph: zero blocks between
