@@ -59,7 +59,7 @@ from mcgen.exceptions import (
 )
 from mcgen.plugins import DISABLE_AUTOLOAD_ENV, get_registries, hookimpl, register_plugin, reset_plugins
 from mcgen.testing import check_architecture
-from tests._factories import FACTORIES, gmrf, mvae
+from tests._factories import FACTORIES, LinearDecoder, gmrf, mvae
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,16 +146,6 @@ class _Enc(nn.Module):
         return self.lin(x.flatten(1))
 
 
-class _Dec(nn.Module):
-    def __init__(self, latent_dim, shape):
-        super().__init__()
-        self.shape = tuple(shape)
-        self.lin = nn.Linear(latent_dim, int(np.prod(shape)))
-
-    def forward(self, z):
-        return self.lin(z).reshape(z.shape[0], *self.shape)
-
-
 class _MixesRows(_Enc):
     def forward(self, x):
         h = self.lin(x.flatten(1))
@@ -169,12 +159,12 @@ class _Unused(_Enc):
 
 
 ARCHS = {
-    "p_wide": (lambda s, **k: _Enc(s, extra=1), _Dec),
-    "p_undeclared": (lambda s, **k: _Enc(s, declare=False), _Dec),
-    "p_not_module": (lambda s, **k: object(), _Dec),
-    "p_flat": (_Enc, lambda d, s, **k: _Dec(d, (int(np.prod(s)),))),
-    "p_transposed": (_Enc, lambda d, s, **k: _Dec(d, tuple(reversed(s)))),
-    "p_too_long": (_Enc, lambda d, s, **k: _Dec(d, (int(np.prod(s)) + 1,))),
+    "p_wide": (lambda s, **k: _Enc(s, extra=1), LinearDecoder),
+    "p_undeclared": (lambda s, **k: _Enc(s, declare=False), LinearDecoder),
+    "p_not_module": (lambda s, **k: object(), LinearDecoder),
+    "p_flat": (_Enc, lambda d, s, **k: LinearDecoder(d, (int(np.prod(s)),))),
+    "p_transposed": (_Enc, lambda d, s, **k: LinearDecoder(d, tuple(reversed(s)))),
+    "p_too_long": (_Enc, lambda d, s, **k: LinearDecoder(d, (int(np.prod(s)) + 1,))),
     "p_nan": (NaNInTraining, MLPDecoder),
 }
 
@@ -342,9 +332,10 @@ def build_probes(env: dict) -> list[Probe]:
         Probe(2, "loader returning a list", lambda: load_dataset("p_list"), PluginContractError, "returned list"),
         Probe(2, "loader returning no info dict", lambda: load_dataset("p_no_info"), PluginContractError,
               "NoneType as the info"),
-        Probe(2, "check_architecture: rows mixed", lambda: check_architecture((_MixesRows, _Dec), [(4,)], fit=False),
+        Probe(2, "check_architecture: rows mixed",
+              lambda: check_architecture((_MixesRows, LinearDecoder), [(4,)], fit=False),
               PluginContractError, "rows must be processed independently"),
-        Probe(2, "check_architecture: unused parameter", lambda: check_architecture((_Unused, _Dec), [(4,)],
+        Probe(2, "check_architecture: unused parameter", lambda: check_architecture((_Unused, LinearDecoder), [(4,)],
                                                                                    fit=False),
               PluginContractError, r"\['spare.weight', 'spare.bias'\] receive no gradient"),
         Probe(2, "check_architecture: a good one", lambda: check_architecture("mlp", [(3,)], fit=False,
@@ -779,7 +770,7 @@ def test_property_any_changed_weight_is_refused(saved_file, tmp_path_factory, wh
 def test_property_a_decoder_of_any_other_shape_is_refused_at_build(shape, out):
     from mcgen.plugins.contract import check_decoder
 
-    module = _Dec(3, out)
+    module = LinearDecoder(3, out)
     if out == shape:
         check_decoder(module, 3, shape)
     else:
