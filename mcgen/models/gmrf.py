@@ -131,10 +131,11 @@ class GMRFModule(MultiComponentModule):
             cols.append(cc.reshape(-1))
         n_off = int(sum(len(r) for r in rows))
         self.n_off = n_off
-        flat = (torch.cat(rows) * D + torch.cat(cols)) if rows else torch.zeros(0, dtype=torch.long)
-        self.register_buffer("offdiag_flat_idx", flat, persistent=False)
-        self.register_buffer("offdiag_rows", flat // D, persistent=False)
-        self.register_buffer("offdiag_cols", flat % D, persistent=False)
+        rows_t = torch.cat(rows) if rows else torch.zeros(0, dtype=torch.long)
+        cols_t = torch.cat(cols) if cols else torch.zeros(0, dtype=torch.long)
+        self.register_buffer("offdiag_rows", rows_t, persistent=False)
+        self.register_buffer("offdiag_cols", cols_t, persistent=False)
+        self.register_buffer("offdiag_flat_idx", rows_t * D + cols_t, persistent=False)
         if n_off > 0:
             layers: list[nn.Module] = []
             width = D
